@@ -1,0 +1,474 @@
+"""Certified fitting: Newton's method in float64 with a convergence certificate.
+
+:func:`fit` trains one model; :func:`newton_batch` trains many copies of the
+same model that differ only in their sample weights (for example the full
+training set minus each group), sharing the matrix products between them.
+
+A fit is *certified* when the Euclidean norm of the objective's gradient at
+the returned parameters is at most ``tol * max(1, ||grad L(0)||)``. The
+gradient at 0 fixes the scale, so the criterion does not depend on the
+starting point. No function in influence_kit returns parameters from a fit
+that is not certified.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import as_float_vector, check_integer, check_positive_float
+from .exceptions import ConvergenceError, NoMinimiserError
+from .hessian import CholeskySolver, batched_pcg
+from .models import prepare_training_data
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOL = 1e-10
+DEFAULT_MAX_ITER = 100
+# Armijo constant and the smallest step length the line search tries.
+ARMIJO = 1e-4
+MIN_STEP = 2.0**-40
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """Evidence that a fit reached the minimiser of its objective.
+
+    Attributes
+    ----------
+    converged : bool
+        True when ``grad_norm <= tol``.
+    grad_norm : float
+        Euclidean norm of the objective's gradient at the returned parameters.
+    tol : float
+        The absolute gradient-norm threshold that was required.
+    n_iter : int
+        Newton iterations taken.
+    last_step_norm : float
+        Norm of the last Newton step, an estimate of the remaining distance to
+        the minimiser (Newton converges quadratically near it).
+    error_bound : float
+        Guaranteed bound on ``||params - minimiser||`` equal to
+        ``grad_norm / l2_strength`` when every parameter is penalised (the
+        objective is then ``l2_strength``-strongly convex); NaN otherwise.
+    status : str
+        ``"converged"``, ``"max_iter"``, ``"line_search_failed"`` or
+        ``"no_minimiser"``.
+    message : str
+        A sentence explaining the status.
+    """
+
+    converged: bool
+    grad_norm: float
+    tol: float
+    n_iter: int
+    last_step_norm: float
+    error_bound: float
+    status: str
+    message: str
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A certified fit.
+
+    Attributes
+    ----------
+    params : ndarray of shape (n_params,)
+        Flat parameters, ``W.ravel()`` with W of shape (n_outputs, n_inputs).
+    certificate : Certificate
+    data : TrainingData
+        The validated training data the model was fitted on.
+    """
+
+    params: np.ndarray
+    certificate: Certificate
+    data: object
+
+    @property
+    def model(self):
+        return self.data.model
+
+    @property
+    def coef(self):
+        """Coefficients, ndarray of shape (n_outputs, n_features)."""
+        weights = self.params.reshape(self.data.n_outputs, -1)
+        return weights[:, : self.data.n_features]
+
+    @property
+    def intercept(self):
+        """Intercepts, ndarray of shape (n_outputs,) (zeros without an intercept)."""
+        if not self.model.fit_intercept:
+            return np.zeros(self.data.n_outputs)
+        return self.params.reshape(self.data.n_outputs, -1)[:, -1]
+
+    @property
+    def objective(self):
+        """Value of the training objective at ``params``."""
+        data = self.data
+        return data.model.objective(
+            data.design,
+            data.targets,
+            data.weights,
+            self.params,
+            data.n_outputs,
+            data.mask,
+        )
+
+
+def fit(
+    model,
+    X,
+    y,
+    *,
+    sample_weight=None,
+    classes=None,
+    init=None,
+    tol=DEFAULT_TOL,
+    max_iter=DEFAULT_MAX_ITER,
+):
+    """Fit an L2-regularised model with Newton's method to a certified tolerance.
+
+    Parameters
+    ----------
+    model : LogisticRegression or RidgeRegression
+    X : array-like of shape (n_samples, n_features)
+        Integer and float32 input is upcast to float64.
+    y : array-like of shape (n_samples,)
+    sample_weight : array-like of shape (n_samples,), optional
+    classes : array-like, optional
+        Sorted class labels, for a classifier whose training labels miss some.
+    init : array-like of shape (n_params,), optional
+        Warm start; zeros by default.
+    tol : float, default=1e-10
+        Relative gradient-norm tolerance; see the module docstring.
+    max_iter : int, default=100
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    SingularHessianError
+        When the Hessian is singular (for example collinear features with
+        ``l2_strength=0``).
+    NoMinimiserError
+        When the objective has no finite minimiser (for example separable
+        classes with ``l2_strength=0``).
+    ConvergenceError
+        When the tolerance is not reached within ``max_iter`` iterations.
+    """
+    tol = check_positive_float(tol, "tol")
+    max_iter = check_integer(max_iter, "max_iter", minimum=1)
+    data = prepare_training_data(model, X, y, sample_weight, classes)
+    check_minimiser_exists(data, data.weights)
+    if init is None:
+        start = np.zeros(data.n_params)
+    else:
+        start = as_float_vector(init, "init")
+        if start.shape[0] != data.n_params:
+            raise ValueError(
+                f"init has shape {start.shape} but the model has {data.n_params} "
+                f"parameters; pass a vector of shape ({data.n_params},)"
+            )
+    params, certificates = newton_batch(
+        data, data.weights[:, None], start[None, :], tol=tol, max_iter=max_iter
+    )
+    certificate = certificates[0]
+    if not certificate.converged:
+        raise ConvergenceError(
+            f"fit did not converge: {certificate.message}; increase max_iter or "
+            "l2_strength, or scale the features"
+        )
+    return FitResult(params[0], certificate, data)
+
+
+def gradient_scale(data, weights):
+    """Return ``max(1, ||grad L(0)||)`` for each column of ``weights``, shape (k,)."""
+    zero = np.zeros((weights.shape[1], data.n_params))
+    z = data.model.logits_batch(data.design, zero, data.n_outputs)
+    grad = data.model.gradient_batch(
+        data.design, data.targets, weights, z, zero, data.mask
+    )
+    return np.maximum(1.0, np.linalg.norm(grad, axis=1))
+
+
+def newton_batch(
+    data, weights, init, *, tol, max_iter, preconditioner=None, inner_maxiter=None
+):
+    """Minimise the objective for each column of ``weights`` with Newton's method.
+
+    Parameters
+    ----------
+    data : TrainingData
+    weights : ndarray of shape (n_samples, k)
+        Sample weights of each of the k problems.
+    init : ndarray of shape (k, n_params)
+        Starting parameters of each problem.
+    tol : float
+        Relative gradient-norm tolerance.
+    max_iter : int
+    preconditioner : CholeskySolver or callable, optional
+        When given, each Newton system is solved inexactly by preconditioned
+        conjugate gradient with this approximate inverse Hessian (truncated
+        Newton). When None, each problem's dense Hessian is factored at every
+        iteration (exact Newton).
+    inner_maxiter : int, optional
+        Iteration cap of each inner conjugate-gradient solve.
+
+    Returns
+    -------
+    params : ndarray of shape (k, n_params)
+    certificates : list of Certificate
+    """
+    model = data.model
+    k = weights.shape[1]
+    params = np.array(init, dtype=np.float64, copy=True)
+    thresholds = tol * gradient_scale(data, weights)
+    n_iter = np.zeros(k, dtype=np.int64)
+    last_step = np.full(k, np.nan)
+    status = np.array(["max_iter"] * k, dtype=object)
+    grad_norm = np.full(k, np.nan)
+    active = np.arange(k)
+    if inner_maxiter is None:
+        inner_maxiter = max(50, min(data.n_params, 500))
+
+    z = model.logits_batch(data.design, params, data.n_outputs)
+    values = model.objective_batch(data.targets, weights, z, params, data.mask)
+    for _ in range(max_iter + 1):
+        z_active = z[:, :, active]
+        w_active = weights[:, active]
+        grad = model.gradient_batch(
+            data.design, data.targets, w_active, z_active, params[active], data.mask
+        )
+        norms = np.linalg.norm(grad, axis=1)
+        grad_norm[active] = norms
+        done = norms <= thresholds[active]
+        status[active[done]] = "converged"
+        keep = ~done & (n_iter[active] < max_iter)
+        active, grad, z_active, w_active = (
+            active[keep],
+            grad[keep],
+            z_active[:, :, keep],
+            w_active[:, keep],
+        )
+        if active.size == 0:
+            break
+        direction = _newton_directions(
+            data,
+            w_active,
+            z_active,
+            params[active],
+            grad,
+            norms[keep],
+            thresholds[active],
+            preconditioner,
+            inner_maxiter,
+        )
+        accepted, new_params, new_z, new_values = _line_search(
+            data, weights, active, params, values, grad, direction
+        )
+        failed = active[~accepted]
+        status[failed] = "line_search_failed"
+        moved = active[accepted]
+        last_step[moved] = np.linalg.norm(new_params[accepted] - params[moved], axis=1)
+        params[moved] = new_params[accepted]
+        z[:, :, moved] = new_z[:, :, accepted]
+        values[moved] = new_values[accepted]
+        n_iter[moved] += 1
+        active = moved
+
+    every_param_penalised = model.l2_strength > 0 and not model.fit_intercept
+    certificates = []
+    for j in range(k):
+        message = {
+            "converged": (
+                f"gradient norm {grad_norm[j]:.3e} <= tolerance {thresholds[j]:.3e} "
+                f"after {n_iter[j]} Newton iterations"
+            ),
+            "max_iter": (
+                f"gradient norm {grad_norm[j]:.3e} still above tolerance "
+                f"{thresholds[j]:.3e} after max_iter={max_iter} iterations"
+            ),
+            "line_search_failed": (
+                f"the line search found no decrease at gradient norm "
+                f"{grad_norm[j]:.3e} (tolerance {thresholds[j]:.3e}); the "
+                "tolerance may be below what float64 can resolve"
+            ),
+        }[status[j]]
+        certificates.append(
+            Certificate(
+                converged=status[j] == "converged",
+                grad_norm=float(grad_norm[j]),
+                tol=float(thresholds[j]),
+                n_iter=int(n_iter[j]),
+                last_step_norm=float(last_step[j]),
+                error_bound=(
+                    float(grad_norm[j] / model.l2_strength)
+                    if every_param_penalised
+                    else float("nan")
+                ),
+                status=str(status[j]),
+                message=message,
+            )
+        )
+    return params, certificates
+
+
+def _newton_directions(
+    data, weights, z, params, grad, norms, thresholds, preconditioner, inner_maxiter
+):
+    """Return Newton directions ``-H_j^{-1} g_j`` of shape (k, n_params)."""
+    model = data.model
+    if preconditioner is None:
+        directions = np.empty_like(grad)
+        for j in range(grad.shape[0]):
+            hessian = model.hessian(
+                data.design,
+                data.targets,
+                weights[:, j],
+                params[j],
+                data.n_outputs,
+                data.mask,
+            )
+            directions[j] = -CholeskySolver(hessian, model.l2_strength).solve(grad[j])
+        return directions
+
+    def apply_hessian(vectors, columns):
+        return model.hvp_batch(
+            data.design,
+            data.targets,
+            weights[:, columns],
+            z[:, :, columns],
+            data.mask,
+            vectors,
+        )
+
+    # Forcing term of the truncated Newton method: a loose inner solve far
+    # from the minimiser, a tight one near it, so convergence stays superlinear.
+    forcing = np.minimum(0.1, np.sqrt(norms / (thresholds / DEFAULT_TOL)))
+    forcing = np.maximum(forcing, 1e-14)
+    solution = np.empty((grad.shape[1], grad.shape[0]))
+    for rtol in np.unique(forcing):
+        columns = np.flatnonzero(forcing == rtol)
+
+        def apply_subset(vectors, active, columns=columns):
+            return apply_hessian(vectors, columns[active])
+
+        solution[:, columns], _, _ = batched_pcg(
+            apply_subset,
+            -grad[columns].T,
+            preconditioner.solve
+            if hasattr(preconditioner, "solve")
+            else preconditioner,
+            rtol=float(rtol),
+            maxiter=inner_maxiter,
+        )
+    return solution.T
+
+
+def _line_search(data, weights, active, params, values, grad, direction):
+    """Backtracking Armijo line search run for all active problems at once."""
+    model = data.model
+    k = active.size
+    step = np.ones(k)
+    slope = np.einsum("kp,kp->k", grad, direction)
+    accepted = np.zeros(k, dtype=bool)
+    new_params = params[active].copy()
+    new_z = np.empty((data.n_samples, data.n_outputs, k))
+    new_values = values[active].copy()
+    pending = np.arange(k)
+    # A direction that is not a descent direction (slope >= 0) can only come
+    # from a numerically singular system; it is rejected at once.
+    pending = pending[slope[pending] < 0]
+    while pending.size:
+        trial = params[active[pending]] + step[pending, None] * direction[pending]
+        trial_z = model.logits_batch(data.design, trial, data.n_outputs)
+        trial_values = model.objective_batch(
+            data.targets, weights[:, active[pending]], trial_z, trial, data.mask
+        )
+        ok = (
+            trial_values
+            <= values[active[pending]] + ARMIJO * step[pending] * slope[pending]
+        )
+        # Near the minimiser rounding can hide a true decrease; accept a full
+        # step that does not increase the objective beyond rounding.
+        ok |= (step[pending] == 1.0) & (
+            trial_values <= values[active[pending]] * (1 + 1e-15) + 1e-300
+        )
+        chosen = pending[ok]
+        accepted[chosen] = True
+        new_params[chosen] = trial[ok]
+        new_z[:, :, chosen] = trial_z[:, :, ok]
+        new_values[chosen] = trial_values[ok]
+        pending = pending[~ok]
+        step[pending] *= 0.5
+        pending = pending[step[pending] >= MIN_STEP]
+    return accepted, new_params, new_z, new_values
+
+
+def check_minimiser_exists(data, weights):
+    """Raise NoMinimiserError when the weighted objective provably has no minimiser.
+
+    Two cases are detected before any iteration: a class with zero total
+    weight while its intercept is unpenalised (or ``l2_strength`` is 0), and,
+    for binary logistic regression with ``l2_strength = 0``, (quasi-)separable
+    data, found with a linear programme.
+    """
+    reason = minimiser_missing_reason(data, weights)
+    if reason is not None:
+        raise NoMinimiserError(reason)
+
+
+def minimiser_missing_reason(data, weights):
+    """Return why the weighted objective has no minimiser, or None if one exists."""
+    model = data.model
+    if not model.is_classifier:
+        return None
+    unpenalised = model.fit_intercept or model.l2_strength == 0
+    class_weight = np.bincount(
+        data.targets, weights=weights, minlength=len(data.classes)
+    )
+    empty = np.flatnonzero(class_weight == 0)
+    if unpenalised and empty.size:
+        labels = data.classes[empty].tolist()
+        what = (
+            "the intercept is unpenalised" if model.fit_intercept else "l2_strength=0"
+        )
+        return (
+            f"no training points of class {labels} remain and {what}, so the "
+            "objective decreases forever along that class's logit; keep at least "
+            "one point of every class, or use fit_intercept=False with l2_strength > 0"
+        )
+    if model.l2_strength == 0 and len(data.classes) == 2:
+        if _binary_separable(data.design, data.targets, weights):
+            return (
+                "the remaining points are linearly separable (or quasi-separable) "
+                "and l2_strength=0, so the log-loss has no finite minimiser; set "
+                "l2_strength > 0"
+            )
+    return None
+
+
+def _binary_separable(design, targets, weights):
+    """Return True when some direction separates the weighted points.
+
+    Solves ``max sum_i s_i x_i.beta`` subject to ``s_i x_i.beta >= 0`` and
+    ``-1 <= beta <= 1`` (``s_i = +-1`` from the label); a positive optimum is a
+    separating or quasi-separating direction.
+    """
+    from scipy.optimize import linprog
+
+    keep = weights > 0
+    signed = design[keep] * np.where(targets[keep] == 1, 1.0, -1.0)[:, None]
+    result = linprog(
+        -signed.sum(axis=0),
+        A_ub=-signed,
+        b_ub=np.zeros(signed.shape[0]),
+        bounds=[(-1.0, 1.0)] * signed.shape[1],
+        method="highs",
+    )
+    return bool(
+        result.status == 0 and -result.fun > 1e-9 * max(1.0, np.abs(signed).sum())
+    )
