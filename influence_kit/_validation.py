@@ -51,10 +51,10 @@ def check_finite(array, name):
         return
     bad = np.argwhere(~finite)[0]
     position = ", ".join(str(int(i)) for i in bad)
-    kind = "NaN" if np.isnan(array[tuple(bad)]) else "infinite"
+    kind = "a NaN" if np.isnan(array[tuple(bad)]) else "an infinite"
     where = f"row {bad[0]}, column {bad[1]}" if array.ndim == 2 else f"[{position}]"
     raise ValueError(
-        f"{name} contains a {kind} value at {where} ({int((~finite).sum())} "
+        f"{name} contains {kind} value at {where} ({int((~finite).sum())} "
         "non-finite entries in all); remove or impute these entries"
     )
 
@@ -86,7 +86,7 @@ def check_sample_weight(sample_weight, n_samples):
     if (weights < 0).any():
         row = int(np.flatnonzero(weights < 0)[0])
         raise ValueError(
-            f"sample_weight must be non-negative, got {weights[row]!r} at row "
+            f"sample_weight must be non-negative, got {float(weights[row])} at row "
             f"{row}; use 0 to drop a point"
         )
     return weights

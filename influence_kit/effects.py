@@ -245,6 +245,7 @@ class GroupInfluence:
         refit_chunk=DEFAULT_REFIT_CHUNK,
         executor=None,
         progress=None,
+        max_iter=None,
     ):
         """Compute the effect of removing each group on each quantity.
 
@@ -266,6 +267,8 @@ class GroupInfluence:
             Runs the refit chunks (processes, threads or a Dask cluster).
         progress : callable, optional
             Called with the number of groups whose refit finished.
+        max_iter : int, optional
+            Newton iteration cap of each refit; defaults to the engine's.
 
         Returns
         -------
@@ -276,6 +279,8 @@ class GroupInfluence:
             raise ValueError(
                 f"estimators must be a non-empty subset of {ESTIMATORS}, got {estimators!r}"
             )
+        if max_iter is not None:
+            check_integer(max_iter, "max_iter", minimum=1)
         for name, value in (
             ("chunk_size", chunk_size),
             ("group_chunk", group_chunk),
@@ -318,7 +323,7 @@ class GroupInfluence:
                 groups,
                 self.preconditioner,
                 tol=self.tol,
-                max_iter=self.max_iter,
+                max_iter=self.max_iter if max_iter is None else max_iter,
                 group_chunk=refit_chunk,
                 executor=executor,
                 progress=progress,
