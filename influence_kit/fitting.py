@@ -28,6 +28,10 @@ DEFAULT_MAX_ITER = 100
 # Armijo constant and the smallest step length the line search tries.
 ARMIJO = 1e-4
 MIN_STEP = 2.0**-40
+# Above this many parameters, fit() starts Newton from an L-BFGS solution
+# with gradient norm about LBFGS_START_RTOL times the scale.
+LBFGS_START_MIN_PARAMS = 1000
+LBFGS_START_RTOL = 1e-8
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,8 @@ def fit(
                 f"init has shape {start.shape} but the model has {data.n_params} "
                 f"parameters; pass a vector of shape ({data.n_params},)"
             )
+    if init is None and data.n_params > LBFGS_START_MIN_PARAMS:
+        start = _lbfgs_start(data, start)
     params, certificates = newton_batch(
         data, data.weights[:, None], start[None, :], tol=tol, max_iter=max_iter
     )
@@ -182,6 +188,37 @@ def fit(
             "l2_strength, or scale the features"
         )
     return FitResult(params[0], certificate, data)
+
+
+def _lbfgs_start(data, start):
+    """Return a rough minimiser from L-BFGS, a cheap start for Newton's method.
+
+    Each exact Newton iteration builds and factors the dense Hessian, which
+    for thousands of parameters costs far more than the hundreds of
+    gradient evaluations L-BFGS needs to get close. Its result is not
+    certified; Newton's method finishes the job.
+    """
+    from scipy.optimize import minimize
+
+    model = data.model
+
+    def objective_and_gradient(params):
+        z = model.logits(data.design, params, data.n_outputs)
+        value = data.weights @ model.loss(z, data.targets)
+        value += 0.5 * model.l2_strength * np.dot(data.mask * params, params)
+        residual = model.residual(z, data.targets) * data.weights[:, None]
+        grad = (residual.T @ data.design).ravel() + model.l2_strength * data.mask * params
+        return float(value), grad
+
+    scale = gradient_scale(data, data.weights[:, None])[0]
+    result = minimize(
+        objective_and_gradient,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        options={"gtol": LBFGS_START_RTOL * scale, "maxiter": 2000},
+    )
+    return result.x
 
 
 def gradient_scale(data, weights):
@@ -346,25 +383,20 @@ def _newton_directions(
         )
 
     # Forcing term of the truncated Newton method: a loose inner solve far
-    # from the minimiser, a tight one near it, so convergence stays superlinear.
-    forcing = np.minimum(0.1, np.sqrt(norms / (thresholds / DEFAULT_TOL)))
+    # from the minimiser, a tight one near it, so convergence stays
+    # superlinear; but never tighter than the final tolerance needs, since
+    # the next gradient norm is about forcing * norms.
+    scale = thresholds / DEFAULT_TOL
+    forcing = np.minimum(0.1, np.sqrt(norms / scale))
+    forcing = np.maximum(forcing, 0.5 * thresholds / norms)
     forcing = np.maximum(forcing, 1e-14)
-    solution = np.empty((grad.shape[1], grad.shape[0]))
-    for rtol in np.unique(forcing):
-        columns = np.flatnonzero(forcing == rtol)
-
-        def apply_subset(vectors, active, columns=columns):
-            return apply_hessian(vectors, columns[active])
-
-        solution[:, columns], _, _ = batched_pcg(
-            apply_subset,
-            -grad[columns].T,
-            preconditioner.solve
-            if hasattr(preconditioner, "solve")
-            else preconditioner,
-            rtol=float(rtol),
-            maxiter=inner_maxiter,
-        )
+    solution, _, _ = batched_pcg(
+        lambda vectors, active: apply_hessian(vectors, active),
+        -grad.T,
+        preconditioner.solve if hasattr(preconditioner, "solve") else preconditioner,
+        rtol=forcing,
+        maxiter=inner_maxiter,
+    )
     return solution.T
 
 

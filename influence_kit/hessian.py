@@ -162,8 +162,8 @@ def batched_pcg(apply_matrix, rhs, apply_preconditioner, *, rtol, maxiter):
     rhs : ndarray of shape (n_params, k)
     apply_preconditioner : callable
         Applies an SPD approximation of the inverse to a block of columns.
-    rtol : float
-        Stop a column when ``||r_j|| <= rtol * ||b_j||``.
+    rtol : float or ndarray of shape (k,)
+        Stop column j when ``||r_j|| <= rtol_j * ||b_j||``.
     maxiter : int
 
     Returns
@@ -177,6 +177,7 @@ def batched_pcg(apply_matrix, rhs, apply_preconditioner, *, rtol, maxiter):
     solution = np.zeros_like(rhs)
     residual = rhs.copy()
     norms = np.linalg.norm(rhs, axis=0)
+    targets = np.broadcast_to(np.asarray(rtol, dtype=np.float64), (k,)) * norms
     converged = norms == 0.0
     n_iterations = np.zeros(k, dtype=np.int64)
     active = np.flatnonzero(~converged)
@@ -205,7 +206,7 @@ def batched_pcg(apply_matrix, rhs, apply_preconditioner, *, rtol, maxiter):
         solution[:, active] += alpha * direction[:, active]
         residual[:, active] -= alpha * ad
         n_iterations[active] += 1
-        done = np.linalg.norm(residual[:, active], axis=0) <= rtol * norms[active]
+        done = np.linalg.norm(residual[:, active], axis=0) <= targets[active]
         converged[active[done]] = True
         active = active[~done]
         if active.size == 0:
