@@ -39,9 +39,14 @@ from influence_kit.hessian import CholeskySolver
 
 def parse_arguments():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n-groups", type=int, default=1000, help="groups (default 1000)")
     parser.add_argument(
-        "--l2-strength", type=float, default=1.0, help="lambda of the penalty (default 1)"
+        "--n-groups", type=int, default=1000, help="groups (default 1000)"
+    )
+    parser.add_argument(
+        "--l2-strength",
+        type=float,
+        default=1.0,
+        help="lambda of the penalty (default 1)",
     )
     parser.add_argument(
         "--refit-groups",
@@ -55,7 +60,9 @@ def parse_arguments():
         default=20,
         help="groups refitted with scikit-learn for the comparison (default 20)",
     )
-    parser.add_argument("--data-home", type=Path, default=None, help="folder with mnist/")
+    parser.add_argument(
+        "--data-home", type=Path, default=None, help="folder with mnist/"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of groups and data")
     return parser.parse_args()
 
@@ -110,7 +117,9 @@ def main():
     groups = make_groups(n_samples, arguments.n_groups, arguments.seed)
     test_points = X[:6], y[:6]
     print(f"data: {source}, X {X.shape}, {len(np.unique(y))} classes")
-    print(f"groups: {len(groups)}, sizes {min(map(len, groups))} to {max(map(len, groups))}")
+    print(
+        f"groups: {len(groups)}, sizes {min(map(len, groups))} to {max(map(len, groups))}"
+    )
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"numpy {np.__version__}, scipy {scipy.__version__}, sklearn {sklearn.__version__}"
@@ -125,11 +134,18 @@ def main():
     data = engine.data
     hessian, build_seconds = timed(
         lambda: model.hessian(
-            data.design, data.targets, data.weights, engine.params, data.n_outputs, data.mask
+            data.design,
+            data.targets,
+            data.weights,
+            engine.params,
+            data.n_outputs,
+            data.mask,
         )
     )
     _, cholesky_seconds = timed(lambda: CholeskySolver(hessian, model.l2_strength))
-    print(f"Hessian build: {build_seconds:.2f} s; one Cholesky factorisation: {cholesky_seconds:.2f} s")
+    print(
+        f"Hessian build: {build_seconds:.2f} s; one Cholesky factorisation: {cholesky_seconds:.2f} s"
+    )
 
     quantities = [TestLoss(*test_points), SelfLoss()]
     _, first_order_seconds = timed(
@@ -141,10 +157,14 @@ def main():
         "one factorisation (goal <= 1.5)"
     )
 
-    _, newton_seconds = timed(lambda: engine.effects(groups, quantities, estimators=["newton"]))
+    _, newton_seconds = timed(
+        lambda: engine.effects(groups, quantities, estimators=["newton"])
+    )
     print(f"all one-step Newton estimates: {newton_seconds:.1f} s")
 
-    refit_groups = groups if arguments.refit_groups is None else groups[: arguments.refit_groups]
+    refit_groups = (
+        groups if arguments.refit_groups is None else groups[: arguments.refit_groups]
+    )
     chunk_times = []
 
     def refit_all():
@@ -152,7 +172,9 @@ def main():
         for start in range(0, len(refit_groups), 32):
             chunk = refit_groups[start : start + 32]
             result, seconds = timed(
-                lambda chunk=chunk: engine.effects(chunk, quantities, estimators=["actual"])
+                lambda chunk=chunk: engine.effects(
+                    chunk, quantities, estimators=["actual"]
+                )
             )
             chunk_times.extend([seconds / len(chunk)] * len(chunk))
             effects = result if effects is None else effects
@@ -167,7 +189,9 @@ def main():
 
     # scikit-learn: its own full fit, then warm-started refits of a sample.
     absolute_tol = certificate.tol
-    reference = SklearnLogisticRegression(C=1.0 / arguments.l2_strength, tol=1e-12, max_iter=10_000)
+    reference = SklearnLogisticRegression(
+        C=1.0 / arguments.l2_strength, tol=1e-12, max_iter=10_000
+    )
     reference.fit(X, y)
     sklearn_times, sklearn_norms = [], []
     for group in groups[: arguments.sklearn_groups]:
@@ -182,7 +206,9 @@ def main():
         )
         estimator.coef_ = reference.coef_.copy()
         estimator.intercept_ = reference.intercept_.copy()
-        _, seconds = timed(lambda estimator=estimator, keep=keep: estimator.fit(X[keep], y[keep]))
+        _, seconds = timed(
+            lambda estimator=estimator, keep=keep: estimator.fit(X[keep], y[keep])
+        )
         sklearn_times.append(seconds)
         sklearn_norms.append(
             sklearn_gradient_norm(estimator, X[keep], y[keep], arguments.l2_strength)
@@ -194,7 +220,9 @@ def main():
         f"{sklearn_median:.3f} s per refit; gradient norm <= {absolute_tol:.1e} reached in "
         f"{reached:.0%} of them (median final norm {np.median(sklearn_norms):.1e})"
     )
-    print(f"ratio scikit-learn / influence_kit per refit: {sklearn_median / per_refit:.1f} x (goal >= 5)")
+    print(
+        f"ratio scikit-learn / influence_kit per refit: {sklearn_median / per_refit:.1f} x (goal >= 5)"
+    )
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"peak resident memory: {peak:.2f} GB (goal < 2 GB)")

@@ -15,7 +15,7 @@ Objective
     trailing 1 appended when ``fit_intercept=True``.
 
 Intercept
-    The intercept is **not penalised**: :math:`\theta_{\text{pen}}` holds the
+    The intercept is **not penalised**: :math:`\theta_{\text{pen}}` contains the
     coefficients only. Fitting and every Hessian use the same penalty mask
     (:meth:`GeneralisedLinearModel.penalty_mask`). A consequence: removing all
     points of one class leaves a logistic objective with no minimiser, which

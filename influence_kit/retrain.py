@@ -3,7 +3,7 @@
 Each refit starts from the full-data fit (warm start) and runs truncated
 Newton, with conjugate-gradient steps preconditioned by the full-data
 Hessian, many groups at a time. A group whose refit has no minimiser or does
-not converge gets NaN values and a certificate that says why; the value
+not converge gets NaN values and a certificate that explains why; the value
 reached at the iteration cap is never reported.
 
 Groups are cut into chunks of ``group_chunk`` and the chunks are independent,

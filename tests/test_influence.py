@@ -20,14 +20,25 @@ from influence_kit import (
 
 # The worked case: binary logistic regression without intercept.
 WORKED_X = np.array(
-    [[1, 2], [2, 1], [-1, -1.5], [-2, -0.5], [0.5, -1], [-0.5, 1], [1.5, 0.5], [-1.5, 0.5]]
+    [
+        [1, 2],
+        [2, 1],
+        [-1, -1.5],
+        [-2, -0.5],
+        [0.5, -1],
+        [-0.5, 1],
+        [1.5, 0.5],
+        [-1.5, 0.5],
+    ]
 )
 WORKED_Y = np.array([1, 1, 0, 0, 1, 0, 0, 1])
 
 
 @pytest.fixture(scope="module")
 def worked_engine():
-    return GroupInfluence(LogisticRegression(0.5, fit_intercept=False), WORKED_X, WORKED_Y)
+    return GroupInfluence(
+        LogisticRegression(0.5, fit_intercept=False), WORKED_X, WORKED_Y
+    )
 
 
 def test_worked_case_fit(worked_engine):
@@ -94,7 +105,9 @@ def test_effect_sign_is_after_minus_before():
         [nearest], [TestLoss(test_point, [1]), SelfLoss(), TestMargin(test_point)]
     )
     loss_before = TestLoss(test_point, [1]).value(engine.data, engine.params)[0]
-    loss_after = TestLoss(test_point, [1]).value(engine.data, effects.refit_params[0])[0]
+    loss_after = TestLoss(test_point, [1]).value(engine.data, effects.refit_params[0])[
+        0
+    ]
     assert effects.actual[0, 0] == pytest.approx(loss_after - loss_before, rel=1e-12)
     assert effects.actual[0, 0] > 0
     assert effects.first_order[0, 0] > 0
@@ -113,7 +126,10 @@ def test_group_equals_sum_of_per_point():
     effects = engine.effects(groups, quantities, estimators=["first_order"])
     for position, group in enumerate(groups):
         np.testing.assert_allclose(
-            effects.first_order[position], per_point[group].sum(axis=0), rtol=0, atol=1e-12
+            effects.first_order[position],
+            per_point[group].sum(axis=0),
+            rtol=0,
+            atol=1e-12,
         )
 
 
@@ -127,7 +143,9 @@ def test_first_order_independent_of_chunk_size(chunk_size):
     chunked = engine.effects(
         groups, quantities, estimators=["first_order"], chunk_size=chunk_size
     )
-    np.testing.assert_allclose(chunked.first_order, reference.first_order, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        chunked.first_order, reference.first_order, rtol=1e-12, atol=1e-14
+    )
 
 
 def ridge_leave_group_out(X, y, l2_strength, group):
@@ -172,14 +190,20 @@ def test_ridge_newton_is_exact_leave_group_out():
         # gradient norm over the smallest eigenvalue of the reduced Hessian.
         design_left = np.delete(np.hstack([X, np.ones((50, 1))]), group, axis=0)
         reduced_hessian = design_left.T @ design_left + np.diag([2.0, 2.0, 2.0, 0.0])
-        bound = effects.certificates[position].grad_norm / np.linalg.eigvalsh(
-            reduced_hessian
-        ).min()
-        actual_error = np.linalg.norm(effects.actual[position, :n_params] - exact_change)
+        bound = (
+            effects.certificates[position].grad_norm
+            / np.linalg.eigvalsh(reduced_hessian).min()
+        )
+        actual_error = np.linalg.norm(
+            effects.actual[position, :n_params] - exact_change
+        )
         assert actual_error <= bound + 1e-13
         design = np.hstack([test_points, np.ones((4, 1))])
         np.testing.assert_allclose(
-            effects.newton[position, n_params:], design @ exact_change, rtol=0, atol=1e-10
+            effects.newton[position, n_params:],
+            design @ exact_change,
+            rtol=0,
+            atol=1e-10,
         )
 
 
@@ -190,7 +214,9 @@ def test_first_order_is_derivative_of_actual():
     engine = GroupInfluence(model, X, y)
     group = np.arange(5, 15)
     quantity = TestLoss(X[:1], y[:1])
-    first_order = engine.effects([group], quantity, estimators=["first_order"]).first_order
+    first_order = engine.effects(
+        [group], quantity, estimators=["first_order"]
+    ).first_order
 
     def f_after_downweighting(eps):
         weights = np.ones(len(y))
@@ -220,7 +246,9 @@ def test_multinomial_fit_matches_independent_minimiser(lbfgs_start, monkeypatch)
         loss = (log_norm - logits[np.arange(50), y]).sum()
         return loss + 0.5 * l2_strength * (weights[:, :-1] ** 2).sum()
 
-    reference = minimize(objective, np.zeros(10), method="BFGS", options={"gtol": 1e-10})
+    reference = minimize(
+        objective, np.zeros(10), method="BFGS", options={"gtol": 1e-10}
+    )
     np.testing.assert_allclose(result.params, reference.x, rtol=0, atol=1e-6)
     assert result.certificate.grad_norm <= result.certificate.tol
 
@@ -240,7 +268,9 @@ def test_cg_and_cholesky_agree():
     for estimator in ("first_order", "newton", "actual"):
         expected = getattr(exact, estimator)
         got = getattr(matrix_free, estimator)
-        np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-12 * np.abs(expected).max())
+        np.testing.assert_allclose(
+            got, expected, rtol=1e-8, atol=1e-12 * np.abs(expected).max()
+        )
 
 
 def test_removing_whole_class_has_no_minimiser():
@@ -258,7 +288,11 @@ def test_removing_whole_class_has_no_minimiser():
     assert np.isfinite(effects.actual[1]).all()
     # Without an intercept the penalty keeps a minimiser.
     penalised = GroupInfluence(LogisticRegression(1.0, fit_intercept=False), X, y)
-    assert penalised.effects([whole_class], TestLoss(X[:1], y[:1])).certificates[0].converged
+    assert (
+        penalised.effects([whole_class], TestLoss(X[:1], y[:1]))
+        .certificates[0]
+        .converged
+    )
 
 
 def test_separable_without_penalty_has_no_minimiser():
@@ -289,7 +323,8 @@ def test_table_is_tidy():
     X, y = random_classification(seed=13)
     engine = GroupInfluence(LogisticRegression(1.0), X, y)
     effects = engine.effects(
-        {"near": [0, 1, 2], "far": [10, 11]}, [TestLoss(X[:2], y[:2]), SelfLoss()],
+        {"near": [0, 1, 2], "far": [10, 11]},
+        [TestLoss(X[:2], y[:2]), SelfLoss()],
         group_types=["cluster", "random"],
     )
     table = effects.table
@@ -308,7 +343,9 @@ def test_sample_weight_two_equals_duplicate_point():
     weights = np.ones(len(y))
     weights[3] = 2.0
     weighted = fit(LogisticRegression(1.0), X, y, sample_weight=weights)
-    duplicated = fit(LogisticRegression(1.0), np.vstack([X, X[3:4]]), np.append(y, y[3]))
+    duplicated = fit(
+        LogisticRegression(1.0), np.vstack([X, X[3:4]]), np.append(y, y[3])
+    )
     np.testing.assert_allclose(weighted.params, duplicated.params, rtol=0, atol=1e-10)
 
 
@@ -340,3 +377,30 @@ def test_certificate_error_bound_holds_without_intercept():
     bound = loose.certificate.error_bound
     assert np.isfinite(bound)
     assert np.linalg.norm(loose.params - tight.params) <= bound
+
+
+def test_refits_certified_on_digits():
+    """Every refit on real data converges, checked with an independent gradient."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    engine = GroupInfluence(LogisticRegression(1.0), X, y)
+    rng = np.random.default_rng(0)
+    sizes = np.exp(rng.uniform(np.log(5), np.log(450), size=16)).round().astype(int)
+    groups = [rng.choice(len(y), size=size, replace=False) for size in sizes]
+    effects = engine.effects(groups, TestLoss(X[:6], y[:6]), estimators=["actual"])
+    design = np.hstack([X, np.ones((len(y), 1))])
+    for group, params, certificate in zip(
+        groups, effects.refit_params, effects.certificates
+    ):
+        assert certificate.converged, certificate.message
+        keep = np.setdiff1d(np.arange(len(y)), group)
+        weights = params.reshape(9, 65)
+        logits = np.hstack([np.zeros((keep.size, 1)), design[keep] @ weights.T])
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        residual = probabilities[:, 1:] - (y[keep, None] == np.arange(1, 10))
+        grad = residual.T @ design[keep]
+        grad[:, :-1] += 1.0 * weights[:, :-1]
+        assert np.linalg.norm(grad) <= certificate.tol * (1 + 1e-6)

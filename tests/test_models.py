@@ -85,7 +85,13 @@ def test_hvp_equals_dense_hessian_product(model, n_classes):
         data.design, data.targets, data.weights, params, data.n_outputs, data.mask
     )
     products = model.hvp(
-        data.design, data.targets, data.weights, params, data.n_outputs, data.mask, vectors
+        data.design,
+        data.targets,
+        data.weights,
+        params,
+        data.n_outputs,
+        data.mask,
+        vectors,
     )
     np.testing.assert_allclose(products, hessian @ vectors, rtol=1e-12, atol=1e-12)
 

@@ -35,13 +35,33 @@ def finite_difference_jacobian(function, params, step=1e-6):
 
 QUANTITY_CASES = [
     ("loss binary", LogisticRegression(), 2, lambda: TestLoss(X_TEST, [0, 1, 1, 0])),
-    ("loss multinomial", LogisticRegression(), 4, lambda: TestLoss(X_TEST, [0, 3, 2, 1])),
-    ("loss ridge", RidgeRegression(), 0, lambda: TestLoss(X_TEST, [0.5, -1.0, 2.0, 0.0])),
+    (
+        "loss multinomial",
+        LogisticRegression(),
+        4,
+        lambda: TestLoss(X_TEST, [0, 3, 2, 1]),
+    ),
+    (
+        "loss ridge",
+        RidgeRegression(),
+        0,
+        lambda: TestLoss(X_TEST, [0.5, -1.0, 2.0, 0.0]),
+    ),
     ("margin binary", LogisticRegression(), 2, lambda: TestMargin(X_TEST)),
-    ("margin multinomial", LogisticRegression(), 4, lambda: TestMargin(X_TEST, [0, 3, 2, 1])),
+    (
+        "margin multinomial",
+        LogisticRegression(),
+        4,
+        lambda: TestMargin(X_TEST, [0, 3, 2, 1]),
+    ),
     ("margin ridge", RidgeRegression(), 0, lambda: TestMargin(X_TEST)),
     ("probability", LogisticRegression(), 4, lambda: ClassProbability(X_TEST, 2)),
-    ("probability reference", LogisticRegression(), 3, lambda: ClassProbability(X_TEST, 0)),
+    (
+        "probability reference",
+        LogisticRegression(),
+        3,
+        lambda: ClassProbability(X_TEST, 0),
+    ),
 ]
 
 
@@ -98,7 +118,9 @@ def test_param_function_supplied_gradient_used():
 
 def test_param_function_bad_gradient_shape():
     data = data_for(LogisticRegression(), 2)
-    quantity = ParamFunction(lambda p: p[0], gradient=lambda p: np.zeros(2), name="first")
+    quantity = ParamFunction(
+        lambda p: p[0], gradient=lambda p: np.zeros(2), name="first"
+    )
     with pytest.raises(ValueError, match=r"gradient of first returned shape \(2,\)"):
         quantity.gradient(data, np.zeros(data.n_params))
 
@@ -111,5 +133,7 @@ def test_multinomial_margin_needs_labels():
 
 def test_class_probability_unknown_label():
     data = data_for(LogisticRegression(), 3)
-    with pytest.raises(ValueError, match=r"labels \[9\] outside the class set \[0, 1, 2\]"):
+    with pytest.raises(
+        ValueError, match=r"labels \[9\] outside the class set \[0, 1, 2\]"
+    ):
         ClassProbability(X_TEST, 9).value(data, np.zeros(data.n_params))

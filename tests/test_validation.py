@@ -29,7 +29,11 @@ def engine():
         ([0, 6], ValueError, r"index 6, out of range .* \[0, 5\]"),
         ([0, -1], ValueError, r"negative index -1; .* not wrapped"),
         ([0.0, 1.0], TypeError, r"integer row indices, got dtype float64"),
-        (np.array([True, False]), ValueError, r"boolean mask of shape \(2,\).* 6 points"),
+        (
+            np.array([True, False]),
+            ValueError,
+            r"boolean mask of shape \(2,\).* 6 points",
+        ),
         ([[0, 1]], ValueError, r"1-D list of row indices"),
     ],
 )
@@ -44,7 +48,9 @@ def test_bool_mask_accepted(engine):
     mask = np.zeros(6, dtype=bool)
     mask[[1, 3]] = True
     by_mask = engine.effects([mask], TestLoss(X[:1], Y[:1]), estimators=["first_order"])
-    by_index = engine.effects([[1, 3]], TestLoss(X[:1], Y[:1]), estimators=["first_order"])
+    by_index = engine.effects(
+        [[1, 3]], TestLoss(X[:1], Y[:1]), estimators=["first_order"]
+    )
     np.testing.assert_array_equal(by_mask.first_order, by_index.first_order)
 
 
@@ -58,17 +64,23 @@ def test_nan_feature_names_row_and_column():
 
 def test_infinite_test_point_names_row_and_column(engine):
     test_points = np.array([[0.0, 1.0], [np.inf, 0.0]])
-    with pytest.raises(ValueError, match=r"X_test contains an infinite value at row 1, column 0"):
+    with pytest.raises(
+        ValueError, match=r"X_test contains an infinite value at row 1, column 0"
+    ):
         engine.effects([[0]], TestLoss(test_points, [0, 1]))
 
 
 def test_labels_outside_class_set_listed():
-    with pytest.raises(ValueError, match=r"labels \[7\] outside the class set \[0, 1\]"):
+    with pytest.raises(
+        ValueError, match=r"labels \[7\] outside the class set \[0, 1\]"
+    ):
         fit(LogisticRegression(), X, np.array([0, 0, 1, 7, 0, 1]), classes=[0, 1])
 
 
 def test_test_labels_outside_class_set(engine):
-    with pytest.raises(ValueError, match=r"y_test contains labels \[5\] outside .*\[0, 1\]"):
+    with pytest.raises(
+        ValueError, match=r"y_test contains labels \[5\] outside .*\[0, 1\]"
+    ):
         engine.effects([[0]], TestLoss(X[:2], [0, 5]))
 
 
@@ -90,14 +102,20 @@ def test_test_point_width_mismatch_names_both_shapes(engine):
 
 
 def test_sample_weight_checked():
-    with pytest.raises(ValueError, match=r"sample_weight must be non-negative, got -1.0 at row 2"):
+    with pytest.raises(
+        ValueError, match=r"sample_weight must be non-negative, got -1.0 at row 2"
+    ):
         fit(LogisticRegression(), X, Y, sample_weight=[1, 1, -1, 1, 1, 1])
-    with pytest.raises(ValueError, match=r"sample_weight has shape \(3,\) but X has 6 rows"):
+    with pytest.raises(
+        ValueError, match=r"sample_weight has shape \(3,\) but X has 6 rows"
+    ):
         fit(LogisticRegression(), X, Y, sample_weight=[1, 1, 1])
 
 
 def test_model_parameters_checked():
-    with pytest.raises(ValueError, match=r"l2_strength must be finite and >= 0, got -1.0"):
+    with pytest.raises(
+        ValueError, match=r"l2_strength must be finite and >= 0, got -1.0"
+    ):
         LogisticRegression(l2_strength=-1.0)
     with pytest.raises(TypeError, match=r"fit_intercept must be True or False"):
         RidgeRegression(fit_intercept="yes")
