@@ -1,8 +1,10 @@
 """Benchmark the convex engine at the size of 10% of MNIST.
 
 Multinomial L2 logistic regression on 6,000 x 784 inputs with 10 classes
-(7,065 parameters: 9 free classes x 785 inputs), and 1,000 groups whose
-sizes are log-uniform between 0.25% and 25% of the training set. Uses the
+(7,065 parameters: 9 free classes x 785 inputs), and 1,000 groups of every
+type in ``influence_kit.group_generators.standard_groups`` (random, class,
+k-means, hierarchical, gradient-space, feature windows, influence tails)
+with sizes from 0.25% to 25% of the training set. Uses the
 real MNIST subset when a local copy is found (``--data-home`` or the
 INFLUENCE_KIT_DATA variable), else random data of the same shape.
 
@@ -34,6 +36,7 @@ from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 
 from influence_kit import GroupInfluence, LogisticRegression, SelfLoss, TestLoss
 from influence_kit.datasets import DatasetNotFoundError, mnist_subset
+from influence_kit.group_generators import standard_groups
 from influence_kit.hessian import CholeskySolver
 
 
@@ -78,13 +81,6 @@ def load_data(data_home, seed):
         return X, y, "random data of MNIST's shape (no local MNIST found)"
 
 
-def make_groups(n_samples, n_groups, seed):
-    rng = np.random.default_rng(seed)
-    low, high = np.log(0.0025 * n_samples), np.log(0.25 * n_samples)
-    sizes = np.exp(rng.uniform(low, high, size=n_groups)).round().astype(int)
-    return [rng.choice(n_samples, size=size, replace=False) for size in sizes]
-
-
 def timed(function):
     start = time.perf_counter()
     result = function()
@@ -114,12 +110,8 @@ def main():
     data_home = arguments.data_home or os.environ.get("INFLUENCE_KIT_DATA")
     X, y, source = load_data(data_home, arguments.seed)
     n_samples = X.shape[0]
-    groups = make_groups(n_samples, arguments.n_groups, arguments.seed)
     test_points = X[:6], y[:6]
     print(f"data: {source}, X {X.shape}, {len(np.unique(y))} classes")
-    print(
-        f"groups: {len(groups)}, sizes {min(map(len, groups))} to {max(map(len, groups))}"
-    )
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"numpy {np.__version__}, scipy {scipy.__version__}, sklearn {sklearn.__version__}"
@@ -128,6 +120,14 @@ def main():
     model = LogisticRegression(arguments.l2_strength)
     engine, fit_seconds = timed(lambda: GroupInfluence(model, X, y))
     certificate = engine.fit_result.certificate
+    group_set = standard_groups(
+        engine, *test_points, n_groups=arguments.n_groups, seed=arguments.seed
+    )
+    groups = list(group_set.indices)
+    print(
+        f"groups: {len(groups)} of {len(set(group_set.types))} types, sizes "
+        f"{group_set.sizes.min()} to {group_set.sizes.max()} points"
+    )
     print(f"\nfull fit + Hessian + factorisation: {fit_seconds:.1f} s")
     print(f"  {certificate.message}; n_params {engine.data.n_params}")
 

@@ -16,7 +16,7 @@ import pandas as pd
 from ._validation import check_integer
 from .fitting import DEFAULT_MAX_ITER, DEFAULT_TOL, fit
 from .groups import GroupSet
-from .hessian import CholeskySolver, ConjugateGradientSolver
+from .hessian import CholeskySolver, ConjugateGradientSolver, JacobiPreconditioner
 from .influence import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_GROUP_CHUNK,
@@ -143,6 +143,7 @@ class GroupInfluence:
             classes=classes,
             tol=tol,
             max_iter=max_iter,
+            solver=solver,
         )
         self.data = self.fit_result.data
         self.params = self.fit_result.params
@@ -165,8 +166,16 @@ class GroupInfluence:
                 rtol=cg_rtol,
                 l2_strength=model.l2_strength,
             )
-            diagonal = self._hessian_diagonal()
-            self.preconditioner = _JacobiPreconditioner(diagonal)
+            self.preconditioner = JacobiPreconditioner(
+                model.hessian_diagonal(
+                    data.design,
+                    data.targets,
+                    data.weights,
+                    self.params,
+                    data.n_outputs,
+                    data.mask,
+                )
+            )
 
     @property
     def model(self):
@@ -184,14 +193,6 @@ class GroupInfluence:
             data.mask,
             vectors,
         )
-
-    def _hessian_diagonal(self):
-        data = self.data
-        z = self.model.logits(data.design, self.params, data.n_outputs)
-        curvature = np.diagonal(self.model.curvature(z, data.targets), axis1=1, axis2=2)
-        weighted = curvature * data.weights[:, None]
-        diagonal = weighted.T @ data.design**2
-        return diagonal.ravel() + self.model.l2_strength * data.mask
 
     def _groups(self, groups, group_types):
         if isinstance(groups, GroupSet):
@@ -224,7 +225,7 @@ class GroupInfluence:
 
         Only quantities that are functions of the parameters alone are allowed.
         """
-        quantities, regular, names, gradients = self._quantities(quantities)
+        quantities, regular, _, gradients = self._quantities(quantities)
         if len(regular) != len(quantities):
             raise ValueError(
                 "per_point takes quantities of the parameters only; SelfLoss and "
@@ -288,7 +289,7 @@ class GroupInfluence:
         ):
             check_integer(value, name, minimum=1)
         groups = self._groups(groups, group_types)
-        quantities, regular, names, gradients = self._quantities(quantities)
+        quantities, _, names, gradients = self._quantities(quantities)
         result = GroupEffects(groups, names)
         data = self.data
         need_sums = any(isinstance(q, (SelfLoss, ParamChange)) for q in quantities) or (
@@ -410,13 +411,3 @@ class GroupInfluence:
                 model.loss(after, targets) - model.loss(before, targets)
             )
         return change
-
-
-class _JacobiPreconditioner:
-    """Divide by the Hessian diagonal; picklable, for executors."""
-
-    def __init__(self, diagonal):
-        self.inverse = 1.0 / diagonal
-
-    def __call__(self, block):
-        return self.inverse[:, None] * block

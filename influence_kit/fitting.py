@@ -18,7 +18,7 @@ import numpy as np
 
 from ._validation import as_float_vector, check_integer, check_positive_float
 from .exceptions import ConvergenceError, NoMinimiserError
-from .hessian import CholeskySolver, batched_pcg
+from .hessian import CholeskySolver, JacobiPreconditioner, batched_pcg
 from .models import prepare_training_data
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ def fit(
     init=None,
     tol=DEFAULT_TOL,
     max_iter=DEFAULT_MAX_ITER,
+    solver="cholesky",
 ):
     """Fit an L2-regularised model with Newton's method to a certified tolerance.
 
@@ -150,6 +151,12 @@ def fit(
     tol : float, default=1e-10
         Relative gradient-norm tolerance; see the module docstring.
     max_iter : int, default=100
+    solver : {"cholesky", "cg"}, default="cholesky"
+        ``"cholesky"`` factors the dense Hessian at every Newton iteration
+        (exact Newton). ``"cg"`` never forms the Hessian: each Newton step is
+        solved by conjugate gradient on Hessian-vector products with a
+        diagonal preconditioner (truncated Newton), for models too large to
+        factor.
 
     Returns
     -------
@@ -166,6 +173,8 @@ def fit(
     ConvergenceError
         When the tolerance is not reached within ``max_iter`` iterations.
     """
+    if solver not in ("cholesky", "cg"):
+        raise ValueError(f"solver must be 'cholesky' or 'cg', got {solver!r}")
     tol = check_positive_float(tol, "tol")
     max_iter = check_integer(max_iter, "max_iter", minimum=1)
     data = prepare_training_data(model, X, y, sample_weight, classes)
@@ -181,8 +190,25 @@ def fit(
             )
     if init is None and data.n_params > LBFGS_START_MIN_PARAMS:
         start = _lbfgs_start(data, start)
+    preconditioner = None
+    if solver == "cg":
+        preconditioner = JacobiPreconditioner(
+            data.model.hessian_diagonal(
+                data.design,
+                data.targets,
+                data.weights,
+                start,
+                data.n_outputs,
+                data.mask,
+            )
+        )
     params, certificates = newton_batch(
-        data, data.weights[:, None], start[None, :], tol=tol, max_iter=max_iter
+        data,
+        data.weights[:, None],
+        start[None, :],
+        tol=tol,
+        max_iter=max_iter,
+        preconditioner=preconditioner,
     )
     certificate = certificates[0]
     if not certificate.converged:
@@ -496,13 +522,13 @@ def minimiser_missing_reason(data, weights):
             "objective decreases forever along that class's logit; keep at least "
             "one point of every class, or use fit_intercept=False with l2_strength > 0"
         )
-    if model.l2_strength == 0 and len(data.classes) == 2:
-        if _binary_separable(data.design, data.targets, weights):
-            return (
-                "the remaining points are linearly separable (or quasi-separable) "
-                "and l2_strength=0, so the log-loss has no finite minimiser; set "
-                "l2_strength > 0"
-            )
+    binary_without_penalty = model.l2_strength == 0 and len(data.classes) == 2
+    if binary_without_penalty and _binary_separable(data.design, data.targets, weights):
+        return (
+            "the remaining points are linearly separable (or quasi-separable) "
+            "and l2_strength=0, so the log-loss has no finite minimiser; set "
+            "l2_strength > 0"
+        )
     return None
 
 

@@ -147,6 +147,30 @@ class ConjugateGradientSolver:
         return np.sqrt(np.maximum(products, 0.0))[None, :]
 
 
+class JacobiPreconditioner:
+    """Approximate inverse Hessian that divides by the Hessian's diagonal.
+
+    Cheap to build and apply, and picklable, so it can travel to executors.
+
+    Parameters
+    ----------
+    diagonal : ndarray of shape (n_params,)
+        Positive diagonal of the Hessian.
+    """
+
+    def __init__(self, diagonal):
+        if not (diagonal > 0).all():
+            raise SingularHessianError(
+                "the Hessian has a non-positive diagonal entry at parameter "
+                f"{int(np.flatnonzero(diagonal <= 0)[0])}, so it is not positive "
+                "definite; set l2_strength > 0 or remove constant features"
+            )
+        self.inverse = 1.0 / diagonal
+
+    def __call__(self, block):
+        return self.inverse[:, None] * block
+
+
 def batched_pcg(apply_matrix, rhs, apply_preconditioner, *, rtol, maxiter):
     """Solve ``A_j x_j = b_j`` for a block of systems with preconditioned CG.
 
@@ -173,7 +197,7 @@ def batched_pcg(apply_matrix, rhs, apply_preconditioner, *, rtol, maxiter):
         False for a column that hit ``maxiter`` or met non-positive curvature.
     n_iterations : ndarray of int, shape (k,)
     """
-    n_params, k = rhs.shape
+    k = rhs.shape[1]
     solution = np.zeros_like(rhs)
     residual = rhs.copy()
     norms = np.linalg.norm(rhs, axis=0)

@@ -133,6 +133,13 @@ class GeneralisedLinearModel:
         hessian[np.diag_indices_from(hessian)] += self.l2_strength * mask
         return hessian
 
+    def hessian_diagonal(self, design, targets, weights, params, n_outputs, mask):
+        """Return the diagonal of the Hessian, shape (n_params,), without forming it."""
+        z = self.logits(design, params, n_outputs)
+        curvature = np.diagonal(self.curvature(z, targets), axis1=1, axis2=2)
+        diagonal = (curvature * weights[:, None]).T @ design**2
+        return diagonal.ravel() + self.l2_strength * mask
+
     def hvp(self, design, targets, weights, params, n_outputs, mask, vectors):
         """Return Hessian-vector products for a block of vectors.
 

@@ -404,3 +404,19 @@ def test_refits_certified_on_digits():
         grad = residual.T @ design[keep]
         grad[:, :-1] += 1.0 * weights[:, :-1]
         assert np.linalg.norm(grad) <= certificate.tol * (1 + 1e-6)
+
+
+def test_matrix_free_fit_never_forms_hessian(monkeypatch):
+    X, y = random_classification(n_samples=70, n_features=5, n_classes=3, seed=18)
+    exact = fit(LogisticRegression(0.4), X, y, tol=1e-12)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the dense Hessian was built")
+
+    monkeypatch.setattr(LogisticRegression, "hessian", forbidden)
+    matrix_free = fit(LogisticRegression(0.4), X, y, tol=1e-12, solver="cg")
+    assert matrix_free.certificate.converged
+    np.testing.assert_allclose(matrix_free.params, exact.params, rtol=0, atol=1e-9)
+    engine = GroupInfluence(LogisticRegression(0.4), X, y, solver="cg")
+    effects = engine.effects([[0, 1, 2]], [TestLoss(X[:1], y[:1]), SelfLoss()])
+    assert effects.certificates[0].converged
