@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import check_integer
-from .fitting import DEFAULT_MAX_ITER, DEFAULT_TOL, fit
+from .fitting import DEFAULT_MAX_ITER, DEFAULT_TOL, GRADIENT_FLOOR, fit
 from .groups import GroupSet
 from .hessian import CholeskySolver, ConjugateGradientSolver, JacobiPreconditioner
 from .influence import (
@@ -98,7 +98,8 @@ class GroupInfluence:
         matrix-free conjugate gradient on Hessian-vector products for models
         too large to factor.
     tol : float, default=1e-10
-        Relative gradient-norm tolerance of the full fit and of every refit.
+        Relative gradient-norm tolerance of every refit (see
+        :mod:`influence_kit.fitting`); the full fit goes to the rounding floor.
     max_iter : int, default=100
         Newton iteration cap of the full fit and of every refit.
     cg_rtol : float, default=1e-12
@@ -135,13 +136,16 @@ class GroupInfluence:
         self.solver_name = solver
         self.tol = tol
         self.max_iter = max_iter
+        # The full fit is the baseline of every actual effect, and its own
+        # error shifts them all, so it is taken to the rounding floor: with
+        # Newton's quadratic convergence that costs about one more step.
         self.fit_result = fit(
             model,
             X,
             y,
             sample_weight=sample_weight,
             classes=classes,
-            tol=tol,
+            tol=min(tol, GRADIENT_FLOOR),
             max_iter=max_iter,
             solver=solver,
         )

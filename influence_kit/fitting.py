@@ -5,10 +5,19 @@ same model that differ only in their sample weights (for example the full
 training set minus each group), sharing the matrix products between them.
 
 A fit is *certified* when the Euclidean norm of the objective's gradient at
-the returned parameters is at most ``tol * max(1, ||grad L(0)||)``. The
-gradient at 0 fixes the scale, so the criterion does not depend on the
-starting point. No function in influence_kit returns parameters from a fit
-that is not certified.
+the returned parameters is at most
+
+    tol * min(scale, ||grad L(start)||),  but not below 1e-13 * scale,
+
+with ``scale = max(1, ||grad L(0)||)``. The second term matters for refits:
+removing a small group from a fitted model leaves a starting gradient far
+below the scale, and the refit must still reduce it by the factor ``tol``
+so that the actual effect carries about ``-log10(tol)`` correct digits. The
+floor is where rounding in sums over many points takes over. At least one
+Newton step is taken unless the starting gradient is exactly zero, and near
+the floor a step is accepted when it leaves the gradient norm at the floor.
+No function in influence_kit returns parameters from a fit that is not
+certified.
 """
 
 import logging
@@ -28,6 +37,9 @@ DEFAULT_MAX_ITER = 100
 # Armijo constant and the smallest step length the line search tries.
 ARMIJO = 1e-4
 MIN_STEP = 2.0**-40
+# Gradient norms below this times the scale are dominated by rounding in
+# sums over thousands of points; no refit is asked to go below it.
+GRADIENT_FLOOR = 1e-13
 # A decrease smaller than this times |objective| is within the rounding
 # error of a sum over thousands of points.
 RESOLVABLE_DECREASE = 1e-12
@@ -293,7 +305,9 @@ def newton_batch(
     model = data.model
     k = weights.shape[1]
     params = np.array(init, dtype=np.float64, copy=True)
-    thresholds = tol * gradient_scale(data, weights)
+    scales = gradient_scale(data, weights)
+    floors = min(tol, GRADIENT_FLOOR) * scales
+    thresholds = None
     n_iter = np.zeros(k, dtype=np.int64)
     last_step = np.full(k, np.nan)
     status = np.array(["max_iter"] * k, dtype=object)
@@ -312,7 +326,13 @@ def newton_batch(
         )
         norms = np.linalg.norm(grad, axis=1)
         grad_norm[active] = norms
-        done = norms <= thresholds[active]
+        if thresholds is None:
+            # Relative to the starting gradient as well, so that a refit
+            # after removing a tiny group still moves: its starting gradient
+            # can be far below tol times the scale.
+            thresholds = np.maximum(tol * np.minimum(scales, norms), floors)
+        # At least one Newton step is taken unless the gradient is exactly 0.
+        done = (norms <= thresholds[active]) & ((n_iter[active] >= 1) | (norms == 0))
         status[active[done]] = "converged"
         keep = ~done & (n_iter[active] < max_iter)
         active, grad, z_active, w_active = (
@@ -331,11 +351,12 @@ def newton_batch(
             grad,
             norms[keep],
             thresholds[active],
+            scales[active],
             preconditioner,
             inner_maxiter,
         )
         accepted, new_params, new_z, new_values = _line_search(
-            data, weights, active, params, values, grad, direction
+            data, weights, active, params, values, grad, direction, floors
         )
         failed = active[~accepted]
         status[failed] = "line_search_failed"
@@ -387,7 +408,16 @@ def newton_batch(
 
 
 def _newton_directions(
-    data, weights, z, params, grad, norms, thresholds, preconditioner, inner_maxiter
+    data,
+    weights,
+    z,
+    params,
+    grad,
+    norms,
+    thresholds,
+    scales,
+    preconditioner,
+    inner_maxiter,
 ):
     """Return Newton directions ``-H_j^{-1} g_j`` of shape (k, n_params)."""
     model = data.model
@@ -419,8 +449,7 @@ def _newton_directions(
     # from the minimiser, a tight one near it, so convergence stays
     # superlinear; but never tighter than the final tolerance needs, since
     # the next gradient norm is about forcing * norms.
-    scale = thresholds / DEFAULT_TOL
-    forcing = np.minimum(0.1, np.sqrt(norms / scale))
+    forcing = np.minimum(0.1, np.sqrt(norms / scales))
     forcing = np.maximum(forcing, 0.5 * thresholds / norms)
     forcing = np.maximum(forcing, 1e-14)
     solution, _, _ = batched_pcg(
@@ -433,7 +462,7 @@ def _newton_directions(
     return solution.T
 
 
-def _line_search(data, weights, active, params, values, grad, direction):
+def _line_search(data, weights, active, params, values, grad, direction, floors):
     """Backtracking Armijo line search run for all active problems at once."""
     model = data.model
     grad_norms = np.linalg.norm(grad, axis=1)
@@ -477,7 +506,9 @@ def _line_search(data, weights, active, params, values, grad, direction):
                 data.mask,
             )
             new_norms = np.linalg.norm(trial_grad, axis=1)
-            ok[unresolved] = new_norms < grad_norms[pending[unresolved]]
+            ok[unresolved] = (new_norms < grad_norms[pending[unresolved]]) | (
+                new_norms <= floors[columns]
+            )
         chosen = pending[ok]
         accepted[chosen] = True
         new_params[chosen] = trial[ok]

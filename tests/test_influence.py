@@ -420,3 +420,28 @@ def test_matrix_free_fit_never_forms_hessian(monkeypatch):
     engine = GroupInfluence(LogisticRegression(0.4), X, y, solver="cg")
     effects = engine.effects([[0, 1, 2]], [TestLoss(X[:1], y[:1]), SelfLoss()])
     assert effects.certificates[0].converged
+
+
+def test_tiny_group_refit_still_moves():
+    """Removing a point with a tiny gradient gives a nonzero, Newton-like change."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    engine = GroupInfluence(LogisticRegression(0.001), X, y)
+    residual = np.abs(
+        engine.data.model.residual(
+            engine.data.model.logits(engine.data.design, engine.params, 1),
+            engine.data.targets,
+        )[:, 0]
+    )
+    quietest = np.argsort(residual)[:10]
+    effects = engine.effects([[i] for i in quietest], ParamChange())
+    for position, certificate in enumerate(effects.certificates):
+        assert certificate.converged
+        assert certificate.n_iter >= 1
+        assert effects.actual[position, 0] > 0
+        # For so small a perturbation one Newton step is nearly exact.
+        assert effects.actual[position, 0] == pytest.approx(
+            effects.newton[position, 0], rel=1e-2
+        )
