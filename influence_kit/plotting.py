@@ -38,7 +38,7 @@ FAMILY_COLOURS = {
 }
 _EXTRA_COLOURS = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd"]
 
-#: How each estimator is drawn: label, marker and whether the marker is filled.
+#: Drawing style of each estimator: label, marker and whether the marker is filled.
 ESTIMATOR_STYLES = {
     "first_order": ("first-order influence", "o", True),
     "newton": ("one-step Newton", "^", False),
@@ -409,22 +409,17 @@ def plot_relative_error_vs_size(
             alpha=0.7,
             linewidths=0.8,
         )
-        order = np.argsort(size)
-        window = max(5, len(order) // 15)
-        if len(order) >= window:
-            smooth = (
-                pd.Series(error.to_numpy()[order])
-                .rolling(window, center=True, min_periods=3)
-                .median()
-            )
-            ax.plot(
-                size[order],
-                smooth,
-                color="black",
-                linewidth=1.2,
-                linestyle="-" if filled else ":",
-                label=f"{label} (running median)",
-            )
+        centres, medians = binned_medians(size, error.to_numpy())
+        ax.plot(
+            centres,
+            medians,
+            color="black",
+            linewidth=1.4,
+            marker=marker,
+            markerfacecolor="black" if filled else "white",
+            linestyle="-" if filled else ":",
+            label=f"{label} (median per size bin)",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(
@@ -437,6 +432,42 @@ def plot_relative_error_vs_size(
     if title:
         ax.set_title(title)
     return ax
+
+
+def binned_medians(sizes, values, n_bins=8):
+    """Return the median of ``values`` in log-spaced bins of ``sizes``.
+
+    Parameters
+    ----------
+    sizes : ndarray of shape (n,)
+        Positive group sizes.
+    values : ndarray of shape (n,)
+    n_bins : int, default=8
+
+    Returns
+    -------
+    centres, medians : ndarray of shape (n_nonempty_bins,)
+        The geometric centre of each bin that contains at least one value, and
+        the median of its values.
+    """
+    sizes = np.asarray(sizes, dtype=float)
+    values = np.asarray(values, dtype=float)
+    keep = np.isfinite(values) & (sizes > 0)
+    sizes, values = sizes[keep], values[keep]
+    if sizes.size == 0:
+        return np.array([]), np.array([])
+    low, high = sizes.min(), sizes.max()
+    if low == high:
+        return np.array([low]), np.array([np.median(values)])
+    edges = np.geomspace(low, high, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, sizes, side="right") - 1, 0, n_bins - 1)
+    centres, medians = [], []
+    for position in range(n_bins):
+        members = values[which == position]
+        if members.size:
+            centres.append(np.sqrt(edges[position] * edges[position + 1]))
+            medians.append(np.median(members))
+    return np.array(centres), np.array(medians)
 
 
 def plot_groups_2d(coordinates, labels=None, *, group=None, ax=None, title=None):

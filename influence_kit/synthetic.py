@@ -207,8 +207,8 @@ def distant_clusters(
 
     Cluster j has ``cluster_size`` negative points and ``n_anchors`` positive
     points whose own feature j equals a distance :math:`d_j` drawn uniformly
-    from ``[min_distance, max_distance]``; all points also have two common
-    features, and ``n_base`` points have only those. A group is the
+    from ``[min_distance, max_distance]``. All points also have two common
+    features, and ``n_base`` further points have only those. A group is the
     negative points of one cluster.
 
     Removing a group leaves only positive points along its feature, so the
