@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ._validation import check_integer
-from .fitting import DEFAULT_MAX_ITER, DEFAULT_TOL, GRADIENT_FLOOR, fit
+from ._validation import check_integer, check_positive_float
+from .fitting import (
+    DEFAULT_MAX_ITER,
+    DEFAULT_TOL,
+    GRADIENT_FLOOR,
+    fit,
+    reduced_hessian_singular,
+)
 from .groups import GroupSet
 from .hessian import CholeskySolver, ConjugateGradientSolver, JacobiPreconditioner
 from .influence import (
@@ -133,6 +139,13 @@ class GroupInfluence:
     ):
         if solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        tol = check_positive_float(tol, "tol")
+        if tol >= 1:
+            raise ValueError(
+                f"tol must be below 1, got {tol}; it is the factor by which each "
+                "refit must reduce the gradient norm, for example 1e-10"
+            )
+        max_iter = check_integer(max_iter, "max_iter", minimum=1)
         self.solver_name = solver
         self.tol = tol
         self.max_iter = max_iter
@@ -219,7 +232,7 @@ class GroupInfluence:
                     f"{quantity!r}"
                 )
         regular = [q for q in quantities if not isinstance(q, (SelfLoss, ParamChange))]
-        names = [name for q in quantities for name in q.names(self.data)]
+        names = _unique_names([name for q in quantities for name in q.names(self.data)])
         # Evaluate gradients now so that bad test points fail before any work.
         gradients = [q.gradient(self.data, self.params) for q in regular]
         return quantities, regular, names, gradients
@@ -318,6 +331,11 @@ class GroupInfluence:
                 self.preconditioner,
                 group_chunk=group_chunk,
             )
+            for position, indices in enumerate(groups.indices):
+                weights = data.weights.copy()
+                weights[indices] = 0.0
+                if reduced_hessian_singular(data, weights):
+                    steps[position] = np.nan
             result.newton = self._assemble(
                 quantities, gradients, steps, sums, lambda g, steps=steps: g @ steps.T
             )
@@ -415,3 +433,13 @@ class GroupInfluence:
                 model.loss(after, targets) - model.loss(before, targets)
             )
         return change
+
+
+def _unique_names(names):
+    """Suffix repeated names with ``#2``, ``#3``, ... so table rows stay distinct."""
+    seen = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return unique

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import as_float_vector, check_integer, check_positive_float
-from .exceptions import ConvergenceError, NoMinimiserError
+from .exceptions import ConvergenceError, NoMinimiserError, SingularHessianError
 from .hessian import CholeskySolver, JacobiPreconditioner, batched_pcg
 from .models import prepare_training_data
 
@@ -190,6 +190,15 @@ def fit(
     tol = check_positive_float(tol, "tol")
     max_iter = check_integer(max_iter, "max_iter", minimum=1)
     data = prepare_training_data(model, X, y, sample_weight, classes)
+    if reduced_hessian_singular(data, data.weights):
+        raise SingularHessianError(
+            "the Hessian of the training objective is singular: with "
+            "l2_strength=0 the design matrix (with its intercept column) has rank "
+            f"{np.linalg.matrix_rank(data.design)} < {data.design.shape[1]} "
+            "columns, so the minimiser is not unique and influence functions "
+            "are undefined; set l2_strength > 0 (for example 1e-3) or remove "
+            "collinear features"
+        )
     check_minimiser_exists(data, data.weights)
     if init is None:
         start = np.zeros(data.n_params)
@@ -536,6 +545,12 @@ def check_minimiser_exists(data, weights):
 def minimiser_missing_reason(data, weights):
     """Return why the weighted objective has no minimiser, or None if one exists."""
     model = data.model
+    if reduced_hessian_singular(data, weights):
+        return (
+            "the remaining points span fewer directions than the model has "
+            "inputs and l2_strength=0, so the minimiser is not unique; set "
+            "l2_strength > 0 or keep more points"
+        )
     if not model.is_classifier:
         return None
     unpenalised = model.fit_intercept or model.l2_strength == 0
@@ -561,6 +576,22 @@ def minimiser_missing_reason(data, weights):
             "l2_strength > 0"
         )
     return None
+
+
+def reduced_hessian_singular(data, weights):
+    """Return True when, with ``l2_strength = 0``, the weighted design is rank deficient.
+
+    The Hessian of the weighted objective is then singular at every point, so
+    neither a Newton step nor a unique refit exists. With a positive
+    ``l2_strength`` the penalty keeps every direction curved (the intercept
+    is curved by any point with positive weight), so this returns False.
+    """
+    if data.model.l2_strength > 0:
+        return False
+    rows = data.design[weights > 0]
+    return rows.shape[0] < rows.shape[1] or (
+        np.linalg.matrix_rank(rows) < rows.shape[1]
+    )
 
 
 def _binary_separable(design, targets, weights):

@@ -62,11 +62,29 @@ class GroupSet:
                 raise ValueError("pass ids either as mapping keys or as ids=, not both")
             ids = [str(key) for key in groups]
             groups = list(groups.values())
+        elif groups is None or isinstance(groups, (set, frozenset, str)):
+            raise TypeError(
+                f"groups must be a list of groups, got {type(groups).__name__}; "
+                "pass for example [[0, 1], [5, 7, 9]]"
+            )
         elif isinstance(groups, np.ndarray) and groups.ndim == 1:
             raise TypeError(
                 "groups must be a sequence of groups; for a single group pass [indices]"
             )
         groups = list(groups)
+        if groups and isinstance(groups[0], (int, np.integer)):
+            raise TypeError(
+                f"groups must be a list of groups, but groups[0] is the integer "
+                f"{groups[0]!r}; for a single group pass a list containing one "
+                "list of row indices, such as [[6, 7]]"
+            )
+        for position, group in enumerate(groups):
+            unordered = isinstance(group, (set, frozenset, dict))
+            if group is None or unordered or hasattr(group, "__next__"):
+                raise TypeError(
+                    f"groups[{position}] is a {type(group).__name__}; pass a list "
+                    "or array of row indices, or a boolean mask"
+                )
         if not groups:
             raise ValueError("groups is empty; pass at least one group")
         indices = tuple(

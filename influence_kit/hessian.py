@@ -49,10 +49,23 @@ class CholeskySolver:
 
     def __init__(self, hessian, l2_strength=None):
         self.n_params = hessian.shape[0]
-        norm = np.abs(hessian).sum(axis=0).max()
+        diagonal = np.diag(hessian)
+        if not (diagonal > 0).all():
+            bad = int(np.flatnonzero(~(diagonal > 0))[0])
+            raise SingularHessianError(
+                _singular_message(
+                    f"diagonal entry {bad} is {diagonal[bad]:.3e}", l2_strength
+                )
+            )
+        # Factor the Hessian scaled to unit diagonal, so that the singularity
+        # test measures collinearity and not the units of the features.
+        self.scale = 1.0 / np.sqrt(diagonal)
+        scaled = hessian * self.scale[:, None]
+        scaled *= self.scale[None, :]
+        norm = np.abs(scaled).sum(axis=0).max()
         try:
             self.factor = scipy.linalg.cho_factor(
-                hessian, lower=True, check_finite=False
+                scaled, lower=True, check_finite=False
             )
         except np.linalg.LinAlgError as error:
             raise SingularHessianError(
@@ -63,18 +76,23 @@ class CholeskySolver:
         if info != 0 or self.rcond < SINGULAR_RCOND_FACTOR * np.finfo(float).eps:
             raise SingularHessianError(
                 _singular_message(
-                    f"reciprocal condition number {self.rcond:.1e}", l2_strength
+                    f"reciprocal condition number {self.rcond:.1e} after scaling "
+                    "to unit diagonal",
+                    l2_strength,
                 )
             )
 
     def solve(self, rhs):
         """Return ``H^{-1} rhs`` for rhs of shape (n_params,) or (n_params, k)."""
-        return scipy.linalg.cho_solve(self.factor, rhs, check_finite=False)
+        scale = self.scale if rhs.ndim == 1 else self.scale[:, None]
+        solution = scipy.linalg.cho_solve(self.factor, scale * rhs, check_finite=False)
+        return scale * solution
 
     def whiten(self, rhs):
-        """Return ``L^{-1} rhs`` where ``H = L L^T``, so ``b^T H^{-1} b = ||L^{-1} b||^2``."""
+        """Return ``Y`` with ``||Y[:, j]||^2 = b_j^T H^{-1} b_j`` for rhs columns b_j."""
+        scale = self.scale if rhs.ndim == 1 else self.scale[:, None]
         return scipy.linalg.solve_triangular(
-            self.factor[0], rhs, lower=True, check_finite=False
+            self.factor[0], scale * rhs, lower=True, check_finite=False
         )
 
 

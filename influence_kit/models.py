@@ -441,9 +441,13 @@ def prepare_training_data(model, X, y, sample_weight=None, classes=None):
         raise TypeError(
             f"model must be LogisticRegression or RidgeRegression, got {type(model).__name__}"
         )
-    X = as_float_matrix(X, "X")
+    # Copies, so that later changes to the caller's arrays cannot change a
+    # fitted model, its Hessian factor or any effect computed from them.
+    X = as_float_matrix(X, "X").copy()
     if X.shape[0] == 0:
         raise ValueError("X has no rows; pass at least one training point")
+    if X.shape[1] == 0:
+        raise ValueError("X has no columns; pass at least one feature")
     if classes is not None:
         classes = np.asarray(classes)
         sorted_distinct = classes.ndim == 1 and np.array_equal(
@@ -455,5 +459,5 @@ def prepare_training_data(model, X, y, sample_weight=None, classes=None):
                 f"{classes.tolist()}; pass np.unique(labels)"
             )
     targets, classes = encode_targets(model, y, classes, name="y", length=X.shape[0])
-    weights = check_sample_weight(sample_weight, X.shape[0])
+    weights = check_sample_weight(sample_weight, X.shape[0]).copy()
     return TrainingData(model, X, targets, weights, classes, model.design(X))

@@ -59,8 +59,8 @@ class _TestPointQuantity(Quantity):
         return data.model.design(X), targets
 
     def names(self, data):
-        n_points = np.asarray(self._X).reshape(-1, data.n_features).shape[0]
-        return [f"{self.label}[{i}]" for i in range(n_points)]
+        design, _ = self._prepare(data)
+        return [f"{self.label}[{i}]" for i in range(design.shape[0])]
 
     def value(self, data, params):
         design, targets = self._prepare(data)

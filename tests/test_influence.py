@@ -445,3 +445,37 @@ def test_tiny_group_refit_still_moves():
         assert effects.actual[position, 0] == pytest.approx(
             effects.newton[position, 0], rel=1e-2
         )
+
+
+def test_large_feature_scale_is_not_singular():
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X[:120, :6] - X[:120, :6].mean(axis=0)) / X[:120, :6].std(axis=0)
+    large = fit(LogisticRegression(0.7), X * 1e6, y[:120])
+    # Scaling features by 1e6 scales the coefficients by 1e-6, so the same
+    # model in original units has l2_strength 0.7e-12.
+    small = fit(LogisticRegression(0.7e-12), X, y[:120])
+    assert large.certificate.converged
+    np.testing.assert_allclose(
+        (X * 1e6) @ large.coef[0] + large.intercept[0],
+        X @ small.coef[0] + small.intercept[0],
+        rtol=1e-3,
+        atol=1e-3,
+    )
+
+
+def test_rank_deficient_refit_not_reported():
+    rng = np.random.default_rng(19)
+    X = rng.normal(size=(40, 2))
+    X[:, 1] = 0.0
+    X[:3, 1] = [1.0, -0.5, 2.0]
+    y = X @ np.array([1.0, 2.0]) + rng.normal(size=40)
+    engine = GroupInfluence(RidgeRegression(0.0), X, y)
+    effects = engine.effects([[0, 1, 2], [5, 6]], TestMargin([[0.3, 1.0]]))
+    assert effects.certificates[0].status == "no_minimiser"
+    assert "not unique" in effects.certificates[0].message
+    assert np.isnan(effects.actual[0, 0])
+    assert np.isnan(effects.newton[0, 0])
+    assert effects.certificates[1].converged
+    assert np.isfinite(effects.newton[1, 0])

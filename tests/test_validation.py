@@ -136,3 +136,54 @@ def test_single_class_rejected():
 def test_group_ids_unique():
     with pytest.raises(ValueError, match=r"'a' is repeated"):
         GroupSet.from_groups([[0], [1]], 6, ids=["a", "a"])
+
+
+@pytest.mark.parametrize(
+    ("groups", "pattern"),
+    [
+        ([6, 7], r"groups\[0\] is the integer 6; .* \[\[6, 7\]\]"),
+        ({6, 7}, r"got set"),
+        (None, r"got NoneType"),
+        ([{1, 2}], r"groups\[0\] is a set"),
+        ([(i for i in range(2))], r"groups\[0\] is a generator"),
+    ],
+)
+def test_group_container_errors(groups, pattern):
+    with pytest.raises(TypeError, match=pattern):
+        GroupSet.from_groups(groups, 6)
+
+
+def test_engine_copies_caller_arrays():
+    features = X.copy()
+    weights = np.ones(6)
+    engine = GroupInfluence(LogisticRegression(1.0), features, Y, sample_weight=weights)
+    before = engine.effects([[0, 1]], TestLoss(X[:1], Y[:1])).actual.copy()
+    features *= 10
+    weights[:] = 5
+    after = engine.effects([[0, 1]], TestLoss(X[:1], Y[:1])).actual
+    np.testing.assert_array_equal(after, before)
+
+
+@pytest.mark.parametrize("tol", [1.0, float("inf"), 0.0])
+def test_engine_tolerance_checked(tol):
+    with pytest.raises(ValueError, match="tol must be"):
+        GroupInfluence(LogisticRegression(1.0), X, Y, tol=tol)
+
+
+def test_repeated_quantity_names_made_unique(engine):
+    effects = engine.effects(
+        [[0]],
+        [TestLoss(X[:1], Y[:1]), TestLoss(X[1:2], Y[1:2])],
+        estimators=["first_order"],
+    )
+    assert effects.names == ["test_loss[0]", "test_loss[0]#2"]
+
+
+def test_test_points_wrong_width_message(engine):
+    with pytest.raises(ValueError, match=r"X_test has 3 columns"):
+        engine.effects([[0]], TestLoss([[1.0, 1.0, 1.0]], [1]))
+
+
+def test_zero_features_rejected():
+    with pytest.raises(ValueError, match="X has no columns"):
+        fit(LogisticRegression(), np.zeros((6, 0)), Y)
