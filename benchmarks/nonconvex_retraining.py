@@ -1,0 +1,144 @@
+"""Throughput of batched retraining against one model at a time, and protocol time.
+
+Prints numbers; it checks nothing. Usage::
+
+    python benchmarks/nonconvex_retraining.py [--threads N] [--n-models 32]
+    python benchmarks/nonconvex_retraining.py --protocol --out DIR
+
+The first form trains a short theta0 (its quality does not change the cost
+of a step), then retrains ``--n-models`` models with one seed, once with
+:func:`retrain_batched` and once with :func:`retrain_one` per model, and
+prints training examples per second of each. ``--protocol`` also runs the
+full 70-group, 50-seed protocol and prints its wall time.
+
+The machine's load average is printed before and after, because other
+processes on the same cores change every number here.
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from influence_kit.nonconvex import RetrainConfig, TrainConfig, train_theta0
+from influence_kit.nonconvex.protocol import (
+    ProtocolConfig,
+    load_experiment_data,
+    run_protocol,
+)
+from influence_kit.nonconvex.retrain import retrain_batched, retrain_one
+
+
+def cpu_model():
+    """Return the CPU model name from /proc/cpuinfo, or the platform's guess."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average():
+    """Return the 1-minute load average, or NaN where it is unavailable."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def measure_throughput(n_models, n_epochs, data_home):
+    """Return examples per second of batched and one-at-a-time retraining."""
+    data = load_experiment_data(0.1, 0, data_home)
+    model = train_theta0(data.X, data.y, TrainConfig(n_epochs=2))
+    config = RetrainConfig(n_epochs=n_epochs, models_per_batch=n_models)
+    n_samples = data.y.size
+    groups = np.array_split(np.random.default_rng(0).permutation(n_samples), n_models)
+    examples = n_models * config.n_steps(n_samples) * config.batch_size
+
+    masks = torch.ones(n_models, n_samples)
+    for row, group in enumerate(groups):
+        masks[row, group] = 0
+    X = torch.as_tensor(data.X, dtype=torch.float32)
+    y = torch.as_tensor(data.y)
+    start = time.perf_counter()
+    retrain_batched(model, X, y, masks, 0, config)
+    batched_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    for group in groups:
+        retrain_one(model, data.X, data.y, group, 0, config)
+    single_seconds = time.perf_counter() - start
+    return {
+        "data": data.source,
+        "n_models": n_models,
+        "n_epochs": n_epochs,
+        "batch_size": config.batch_size,
+        "batched_seconds": batched_seconds,
+        "one_at_a_time_seconds": single_seconds,
+        "batched_examples_per_second": examples / batched_seconds,
+        "one_at_a_time_examples_per_second": examples / single_seconds,
+        "speed_up": single_seconds / batched_seconds,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
+    parser.add_argument(
+        "--n-models", type=int, default=32, help="models retrained (default: 32)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=1, help="epochs per retraining (default: 1)"
+    )
+    parser.add_argument(
+        "--data-home", type=Path, default=None, help="folder that contains mnist/"
+    )
+    parser.add_argument(
+        "--protocol", action="store_true", help="also time the full protocol"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("nonconvex-results"),
+        help="results folder of --protocol (default: %(default)s)",
+    )
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    report = {
+        "cpu": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "load_average_before": load_average(),
+    }
+    report.update(measure_throughput(args.n_models, args.epochs, args.data_home))
+    if args.protocol:
+        start = time.perf_counter()
+        result = run_protocol(
+            ProtocolConfig.full(),
+            data_home=args.data_home,
+            cache_dir=args.out / "cache",
+            progress=True,
+        )
+        result.timings["total"] = time.perf_counter() - start
+        result.save(args.out)
+        report["protocol_seconds"] = result.timings["total"]
+        report["protocol_summary"] = result.summary()
+    report["load_average_after"] = load_average()
+    print(json.dumps(report, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,730 @@
+"""Tests of the non-convex extension on small synthetic data.
+
+Every model here is tiny (tens to a few hundred parameters), so dense
+Hessians and long retrainings give exact references in well under a minute.
+"""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from influence_kit.exceptions import IndefiniteHessianWarning
+from influence_kit.groups import GroupSet
+from influence_kit.nonconvex import (
+    MLP,
+    EigenvalueEstimate,
+    RetrainConfig,
+    TrainConfig,
+    TrainingObjective,
+    batch_order,
+    cache,
+    exercises,
+    predict_test_loss_influence,
+    resolve_damping,
+    retrain_batched,
+    retrain_effects,
+    retrain_one,
+    smallest_eigenvalue,
+    solve_damped,
+    train_theta0,
+)
+from influence_kit.nonconvex.__main__ import build_parser
+from influence_kit.nonconvex.clusters import cluster_groups
+from influence_kit.nonconvex.objective import ParamLayout
+from influence_kit.nonconvex.protocol import (
+    ExperimentData,
+    ProtocolConfig,
+    run_protocol,
+)
+from influence_kit.nonconvex.widgets import EffectExplorer
+
+N_SAMPLES, N_FEATURES, N_CLASSES = 120, 12, 3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Run on one thread: these models are too small to gain from more."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_data(seed=0, n_samples=N_SAMPLES):
+    """Return three Gaussian blobs, features (n, 12) and labels (n,)."""
+    generator = np.random.default_rng(seed)
+    centres = generator.normal(scale=1.5, size=(N_CLASSES, N_FEATURES))
+    y = np.arange(n_samples) % N_CLASSES
+    X = centres[y] + generator.normal(size=(n_samples, N_FEATURES))
+    return X, y.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data()
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    X, y = data
+    config = TrainConfig(
+        n_epochs=20, learning_rate=0.05, batch_size=16, l2_strength=1.0
+    )
+    return train_theta0(X, y, config, hidden_sizes=(8, 6), n_classes=N_CLASSES)
+
+
+@pytest.fixture
+def groups():
+    return [np.arange(0, 10), np.array([5]), np.arange(60, 90)]
+
+
+def flat(model, params):
+    return ParamLayout.of(model).flatten(params)
+
+
+def dense_hessian(objective):
+    """Return the full Hessian of the objective, built column by column."""
+    identity = np.eye(objective.n_params)
+    return np.stack([objective.hvp(column) for column in identity], axis=1)
+
+
+# Batched retraining against one at a time.
+
+
+def test_batched_retraining_equals_one_at_a_time(data, model, groups):
+    X, y = data
+    config = RetrainConfig(n_epochs=2, batch_size=16, l2_strength=1.0, dtype="float64")
+    masks = torch.ones(len(groups) + 1, N_SAMPLES, dtype=torch.float64)
+    for row, group in enumerate(groups, start=1):
+        masks[row, group] = 0
+    X64 = torch.as_tensor(X, dtype=torch.float64)
+    stacked = retrain_batched(model, X64, torch.as_tensor(y), masks, 7, config)
+    removals = [[], *groups]
+    for row, removed in enumerate(removals):
+        single = retrain_one(model, X, y, removed, 7, config)
+        for name, value in single.items():
+            np.testing.assert_allclose(stacked[name][row], value, rtol=0, atol=1e-12)
+
+
+def test_batched_retraining_float32_within_tolerance(data, model, groups):
+    X, y = data
+    config = RetrainConfig(n_epochs=2, batch_size=16, l2_strength=1.0)
+    masks = torch.ones(2, N_SAMPLES)
+    masks[1, groups[2]] = 0
+    stacked = retrain_batched(
+        model,
+        torch.as_tensor(X, dtype=torch.float32),
+        torch.as_tensor(y),
+        masks,
+        3,
+        config,
+    )
+    single = retrain_one(model, X, y, groups[2], 3, config)
+    for name, value in single.items():
+        np.testing.assert_allclose(stacked[name][1], value, rtol=0, atol=1e-5)
+
+
+def test_retraining_leaves_model_unchanged(data, model, groups):
+    X, y = data
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    retrain_one(model, X, y, groups[0], 0, RetrainConfig(n_epochs=1, batch_size=16))
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name])
+
+
+def test_batch_order_depends_only_on_seed():
+    config = RetrainConfig(n_epochs=2, batch_size=32)
+    first = batch_order(5, 100, config)
+    assert first.shape == (2 * (100 // 32), 32)
+    np.testing.assert_array_equal(first, batch_order(5, 100, config))
+    assert not np.array_equal(first, batch_order(6, 100, config))
+    for epoch in first.reshape(2, -1):
+        assert np.unique(epoch).size == epoch.size
+
+
+def test_effects_match_reference_retraining(data, model, groups):
+    X, y = data
+    config = RetrainConfig(
+        n_epochs=2, batch_size=16, l2_strength=1.0, dtype="float64", models_per_batch=2
+    )
+    X_test, y_test = X[:4] + 0.1, y[:4]
+    effects = retrain_effects(model, X, y, groups, [0, 4], X_test, y_test, config)
+    objective = TrainingObjective(model, X, y, l2_strength=1.0)
+    before_test = objective.losses(X_test, y_test)
+    before_train = objective.losses()
+    for seed_column, seed in enumerate([0, 4]):
+        control = retrain_one(model, X, y, [], seed, config)
+        for position, group in enumerate(groups):
+            params = retrain_one(model, X, y, group, seed, config)
+            after = _losses(model, params, X_test, y_test)
+            np.testing.assert_allclose(
+                effects.test_loss[position, seed_column],
+                after - before_test,
+                atol=1e-10,
+            )
+            train_after = _losses(model, params, X, y)
+            np.testing.assert_allclose(
+                effects.self_loss[position, seed_column],
+                (train_after - before_train)[group].sum(),
+                atol=1e-10,
+            )
+            relative = (flat(model, params) - flat(model, control)).norm().item()
+            np.testing.assert_allclose(
+                effects.param_change_relative[position, seed_column],
+                relative,
+                atol=1e-10,
+            )
+        control_after = _losses(model, control, X_test, y_test)
+        np.testing.assert_allclose(
+            effects.test_loss_control[seed_column],
+            control_after - before_test,
+            atol=1e-10,
+        )
+
+
+def _losses(model, params, X, y):
+    logits = torch.func.functional_call(model, params, (torch.as_tensor(X),))
+    losses = torch.nn.functional.cross_entropy(
+        logits, torch.as_tensor(y), reduction="none"
+    )
+    return losses.detach().numpy()
+
+
+def test_effects_table_columns(data, model, groups):
+    X, y = data
+    config = RetrainConfig(n_epochs=1, batch_size=16, l2_strength=1.0)
+    effects = retrain_effects(
+        model, X, y, groups, [1, 2], X[:2], y[:2], config, test_indices=[40, 41]
+    )
+    table = effects.table()
+    assert list(table.columns) == [
+        "group_id",
+        "group_type",
+        "group_size",
+        "seed",
+        "quantity",
+        "actual",
+        "control",
+        "relative",
+    ]
+    assert len(table) == len(groups) * 2 * 4
+    assert set(table["quantity"]) == {
+        "test_loss[40]",
+        "test_loss[41]",
+        "self_loss",
+        "param_change",
+    }
+    losses = table[table["quantity"] != "param_change"]
+    np.testing.assert_allclose(losses["relative"], losses["actual"] - losses["control"])
+
+
+# Cache: resume after an interruption, and atomic entries.
+
+
+def test_interrupted_run_resumes_to_same_results(
+    data, model, groups, tmp_path, monkeypatch
+):
+    X, y = data
+    config = RetrainConfig(
+        n_epochs=1, batch_size=16, l2_strength=1.0, models_per_batch=2
+    )
+    arguments = (model, X, y, groups, [0, 1, 2], X[:3], y[:3], config)
+    uninterrupted = retrain_effects(*arguments)
+
+    original_put = cache.RetrainCache.put
+    calls = []
+
+    def put_then_interrupt(self, name, arrays):
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(name)
+        original_put(self, name, arrays)
+
+    monkeypatch.setattr(cache.RetrainCache, "put", put_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        retrain_effects(*arguments, cache_dir=tmp_path)
+    monkeypatch.setattr(cache.RetrainCache, "put", original_put)
+    (folder,) = [path for path in tmp_path.iterdir() if path.is_dir()]
+    assert len(list(folder.glob("*.npz"))) == 5
+    assert not list(folder.glob("*.tmp"))
+
+    trained = []
+    original_batched = retrain_batched
+
+    def counting_batched(model, X, y, masks, seed, config):
+        trained.append(masks.shape[0])
+        return original_batched(model, X, y, masks, seed, config)
+
+    monkeypatch.setattr(
+        "influence_kit.nonconvex.actual_effects.retrain_batched", counting_batched
+    )
+    resumed = retrain_effects(*arguments, cache_dir=tmp_path)
+    total = (len(groups) + 1) * 3
+    assert sum(trained) == total - 5
+    for field in (
+        "test_loss",
+        "test_loss_control",
+        "self_loss",
+        "self_loss_control",
+        "param_change",
+        "param_change_control",
+        "param_change_relative",
+    ):
+        np.testing.assert_allclose(
+            getattr(resumed, field),
+            getattr(uninterrupted, field),
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=field,
+        )
+
+    trained.clear()
+    retrain_effects(*arguments, cache_dir=tmp_path)
+    assert trained == []
+
+
+def test_cache_leaves_no_partial_entry_after_write_error(tmp_path, monkeypatch):
+    store = cache.RetrainCache(tmp_path, "a" * 64)
+
+    def savez_then_fail(file, **arrays):
+        file.write(b"PK\x03\x04 partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cache.np, "savez", savez_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        store.put("group-x-seed0", {"test_loss": np.zeros(3)})
+    assert store.get("group-x-seed0") is None
+    assert list(store.path.iterdir()) == []
+
+
+def test_cache_key_changes_with_config_and_data():
+    base = cache.fingerprint({"lr": 0.1}, [np.zeros(3)])
+    assert base == cache.fingerprint({"lr": 0.1}, [np.zeros(3)])
+    assert base != cache.fingerprint({"lr": 0.2}, [np.zeros(3)])
+    assert base != cache.fingerprint({"lr": 0.1}, [np.ones(3)])
+    assert base != cache.fingerprint({"lr": 0.1}, [np.zeros(3, dtype=np.float32)])
+
+
+# Bad input: a clear error before any training and no cache entry.
+
+
+BAD_INPUTS = [
+    (
+        "group index out of range",
+        {"groups": [[0, 1], [5, 500]]},
+        ValueError,
+        r"groups\[1\] contains the index 500, out of range",
+    ),
+    ("empty group", {"groups": [[0, 1], []]}, ValueError, r"groups\[1\] is empty"),
+    (
+        "float seed",
+        {"seeds": [0, 1.5]},
+        TypeError,
+        r"seeds\[1\] must be an integer, got 1.5",
+    ),
+    (
+        "string seed",
+        {"seeds": ["3"]},
+        TypeError,
+        r"seeds\[0\] must be an integer, got '3'",
+    ),
+    ("negative seed", {"seeds": [-1]}, ValueError, r"seeds\[0\] must be at least 0"),
+    (
+        "wrong input size",
+        {"X": np.zeros((N_SAMPLES, 5))},
+        ValueError,
+        r"X has 5 features per row but the model expects in_features=12",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "changes, error, message",
+    [case[1:] for case in BAD_INPUTS],
+    ids=[case[0] for case in BAD_INPUTS],
+)
+def test_bad_input_rejected_before_training(
+    data, model, tmp_path, monkeypatch, changes, error, message
+):
+    X, y = data
+    arguments = {"groups": [[0, 1]], "seeds": [0], "X": X, **changes}
+
+    def fail(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("influence_kit.nonconvex.actual_effects.retrain_batched", fail)
+    with pytest.raises(error, match=message):
+        retrain_effects(
+            model,
+            arguments["X"],
+            y,
+            arguments["groups"],
+            arguments["seeds"],
+            X[:2],
+            y[:2],
+            RetrainConfig(n_epochs=1, batch_size=16),
+            cache_dir=tmp_path / "cache",
+        )
+    assert not (tmp_path / "cache").exists()
+
+
+def test_model_without_in_features_rejected(data):
+    X, y = data
+    model = torch.nn.Sequential(torch.nn.Linear(7, 3))
+    with pytest.raises(
+        ValueError, match=r"cannot be applied to X of shape \(120, 12\)"
+    ):
+        retrain_effects(model, X, y, [[0]], [0], X[:1], y[:1])
+
+
+def test_label_out_of_range_rejected(data, model):
+    X, y = data
+    with pytest.raises(ValueError, match="contains the label 3, but the model has 3"):
+        retrain_effects(model, X, np.where(y == 0, 3, y), [[0]], [0], X[:1], y[:1])
+
+
+# Derivatives, eval mode, Lanczos, damping.
+
+
+def test_gradients_use_eval_mode_and_restore_modes(data):
+    X, y = data
+    torch.manual_seed(0)
+    model = MLP(N_FEATURES, (8,), N_CLASSES, dropout=0.5, batch_norm=True)
+    with torch.no_grad():  # give batch norm non-trivial running statistics
+        model.train()
+        model(torch.as_tensor(X, dtype=torch.float32))
+    model.train()
+    model.head.eval()
+    modes = [module.training for module in model.modules()]
+    objective = TrainingObjective(model, X, y, l2_strength=0.5)
+    first = objective.gradient()
+    vector = np.random.default_rng(0).normal(size=objective.n_params)
+    objective.hvp(vector)
+    objective.loss_gradients(X[:2], y[:2])
+    objective.directional_derivatives(vector[:, None])
+    assert [module.training for module in model.modules()] == modes
+    np.testing.assert_array_equal(objective.gradient(), first)
+
+    reference = model.double()
+    reference.eval()
+    loss = torch.nn.functional.cross_entropy(
+        reference(torch.as_tensor(X)), torch.as_tensor(y), reduction="sum"
+    ) + 0.25 * sum((p**2).sum() for p in reference.parameters())
+    expected = torch.autograd.grad(loss, list(reference.parameters()))
+    np.testing.assert_allclose(
+        first,
+        torch.cat([g.reshape(-1) for g in expected]).numpy(),
+        rtol=1e-10,
+        atol=1e-10,
+    )
+
+
+def test_hvp_matches_autograd_hessian(data, model):
+    X, y = data
+    objective = TrainingObjective(model, X, y, l2_strength=1.0, chunk_size=50)
+    layout = objective.layout
+
+    def objective_of_vector(vector):
+        params = layout.unflatten(vector)
+        logits = torch.func.functional_call(model, params, (objective.X,))
+        losses = torch.nn.functional.cross_entropy(logits, objective.y, reduction="sum")
+        return losses + 0.5 * (vector**2).sum()
+
+    theta0 = torch.as_tensor(objective.flat_params)
+    hessian = torch.autograd.functional.hessian(objective_of_vector, theta0).numpy()
+    np.testing.assert_allclose(dense_hessian(objective), hessian, rtol=1e-8, atol=1e-8)
+
+
+def test_directional_derivatives_match_loss_gradients(data, model):
+    X, y = data
+    objective = TrainingObjective(model, X, y, l2_strength=1.0)
+    directions = np.random.default_rng(1).normal(size=(objective.n_params, 2))
+    gradients = objective.loss_gradients(X, y)
+    np.testing.assert_allclose(
+        objective.directional_derivatives(directions),
+        gradients @ directions,
+        rtol=1e-9,
+        atol=1e-10,
+    )
+    np.testing.assert_allclose(
+        objective.group_gradient([3, 4, 9]),
+        gradients[[3, 4, 9]].sum(axis=0),
+        rtol=1e-9,
+        atol=1e-10,
+    )
+
+
+def test_lanczos_matches_dense_smallest_eigenvalue(data, model):
+    X, y = data
+    objective = TrainingObjective(model, X, y, l2_strength=1.0)
+    expected = np.linalg.eigvalsh(dense_hessian(objective))[0]
+    estimate = smallest_eigenvalue(
+        objective, tol=1e-8, ncv=objective.n_params - 1, max_hvp=20 * objective.n_params
+    )
+    assert estimate.converged
+    np.testing.assert_allclose(estimate.value, expected, rtol=1e-6, atol=1e-8)
+
+
+@pytest.fixture(scope="module")
+def indefinite_objective(data):
+    """Objective at a random initialisation with no L2 term: indefinite Hessian."""
+    X, y = data
+    torch.manual_seed(3)
+    model = MLP(N_FEATURES, (8, 6), N_CLASSES)
+    return TrainingObjective(model, X, y, l2_strength=0.0)
+
+
+def test_zero_damping_on_indefinite_hessian_warns(indefinite_objective):
+    eigenvalues = np.linalg.eigvalsh(dense_hessian(indefinite_objective))
+    assert eigenvalues[0] < 0
+    estimate = smallest_eigenvalue(indefinite_objective, tol=1e-8, ncv=60, max_hvp=3000)
+    assert estimate.value < 0
+    with pytest.warns(
+        IndefiniteHessianWarning, match=r"smallest eigenvalue is about -"
+    ):
+        damping = resolve_damping(0.0, estimate)
+    assert damping == 0.0
+
+
+def test_auto_damping_makes_hessian_positive_definite(indefinite_objective):
+    eigenvalues = np.linalg.eigvalsh(dense_hessian(indefinite_objective))
+    estimate = EigenvalueEstimate(float(eigenvalues[0]), True, 0)
+    damping = resolve_damping("auto", estimate)
+    np.testing.assert_allclose(damping, -2 * eigenvalues[0])
+    assert eigenvalues[0] + damping > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_damping(damping, estimate) == damping
+
+
+def test_auto_damping_without_estimate_rejected():
+    with pytest.raises(ValueError, match="Lanczos did not converge; pass a number"):
+        resolve_damping("auto", EigenvalueEstimate(float("nan"), False, 10))
+    with pytest.raises(ValueError, match="must be finite and >= 0, got -1.0"):
+        resolve_damping(-1.0, None)
+
+
+def test_damped_solve_matches_dense(data, model):
+    X, y = data
+    objective = TrainingObjective(model, X, y, l2_strength=1.0)
+    hessian = dense_hessian(objective)
+    rhs = np.random.default_rng(2).normal(size=objective.n_params)
+    solution, info = solve_damped(objective, rhs, 3.0, rtol=1e-10)
+    expected = np.linalg.solve(hessian + 3.0 * np.eye(objective.n_params), rhs)
+    assert info.converged
+    np.testing.assert_allclose(solution, expected, rtol=1e-6, atol=1e-8)
+
+
+def test_prediction_matches_long_retraining_on_convex_model(data):
+    """Softmax regression (no hidden layer) is convex: the prediction must hold."""
+    X, y = data
+    torch.manual_seed(0)
+    model = MLP(N_FEATURES, (), N_CLASSES).double()
+    # theta0: full-batch gradient descent to the unique minimiser.
+    converge = RetrainConfig(
+        n_epochs=3000,
+        learning_rate=1.0,
+        batch_size=N_SAMPLES,
+        l2_strength=5.0,
+        dtype="float64",
+    )
+    minimiser = retrain_one(model, X, y, [], 0, converge)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(minimiser[name])
+    objective = TrainingObjective(model, X, y, l2_strength=5.0)
+    assert np.linalg.norm(objective.gradient()) < 1e-8
+
+    X_test, y_test = X[:2] + 0.5, y[:2]
+    prediction = predict_test_loss_influence(
+        objective,
+        X_test,
+        y_test,
+        damping=0.0,
+        eigenvalue=smallest_eigenvalue(objective),
+        rtol=1e-10,
+    )
+    groups = GroupSet.from_groups([[7], [50], np.arange(30, 36)], N_SAMPLES)
+    predicted = prediction.group_effects(groups)
+    effects = retrain_effects(model, X, y, groups, [0], X_test, y_test, converge)
+    actual = effects.test_loss[:, 0, :]
+    np.testing.assert_allclose(effects.test_loss_control, 0, atol=1e-9)
+    assert np.all(np.sign(predicted) == np.sign(actual))
+    # The first-order error grows with the group's share of the data: about 8%
+    # for one row of 120 here, about 35% for six rows of one class.
+    np.testing.assert_allclose(predicted[:2], actual[:2], rtol=0.1)
+    np.testing.assert_allclose(predicted[2], actual[2], rtol=0.5)
+
+
+# Groups, protocol, exercises, widget, command line.
+
+
+def test_cluster_groups_sizes_and_ids():
+    features = np.random.default_rng(0).normal(size=(400, 4))
+    groups = cluster_groups(
+        features, 10, cluster_counts=(2, 8, 40), min_size=5, max_size=100
+    )
+    assert len(groups) == 10
+    assert groups.sizes.min() >= 5
+    assert groups.sizes.max() <= 100
+    assert set(groups.types) <= {"kmeans-8", "kmeans-40"}
+    assert all(group_id.startswith("k") for group_id in groups.ids)
+    with pytest.raises(ValueError, match="fewer than n_groups=500"):
+        cluster_groups(features, 500, cluster_counts=(2, 8), min_size=5)
+
+
+@pytest.fixture(scope="module")
+def protocol_inputs(tmp_path_factory):
+    X, y = make_data(0, 150)
+    X_test, y_test = make_data(1, 60)
+    config = ProtocolConfig(
+        hidden_sizes=(8, 6),
+        theta0=TrainConfig(n_epochs=15, batch_size=16, l2_strength=1.0),
+        retrain=RetrainConfig(n_epochs=1, batch_size=16, l2_strength=1.0),
+        n_groups=5,
+        n_seeds=3,
+        cluster_counts=(2, 4, 8),
+        min_group_fraction=0.02,
+        max_group_fraction=0.6,
+        n_test_points=3,
+        lanczos_max_hvp=400,
+        cg_rtol=1e-8,
+    )
+    data = ExperimentData(X, y, X_test, y_test, "synthetic", "synthetic blobs")
+    return config, data, tmp_path_factory.mktemp("protocol-cache")
+
+
+@pytest.fixture(scope="module")
+def protocol_result(protocol_inputs):
+    config, data, cache_dir = protocol_inputs
+    return run_protocol(config, data=data, cache_dir=cache_dir)
+
+
+def test_protocol_rerun_loads_everything_from_cache(
+    protocol_inputs, protocol_result, monkeypatch
+):
+    config, data, cache_dir = protocol_inputs
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed instead of loading from the cache")
+
+    module = "influence_kit.nonconvex.protocol"
+    monkeypatch.setattr(f"{module}.predict_test_loss_influence", fail)
+    monkeypatch.setattr(f"{module}.predict_group_quantities", fail)
+    monkeypatch.setattr("influence_kit.nonconvex.actual_effects.retrain_batched", fail)
+    rerun = run_protocol(config, data=data, cache_dir=cache_dir)
+    np.testing.assert_array_equal(
+        rerun.predicted_test_loss, protocol_result.predicted_test_loss
+    )
+    np.testing.assert_array_equal(
+        rerun.predicted_group, protocol_result.predicted_group
+    )
+    np.testing.assert_array_equal(
+        rerun.actual.test_loss, protocol_result.actual.test_loss
+    )
+    assert rerun.damping == protocol_result.damping
+
+
+def test_protocol_result_summary_and_files(protocol_result, tmp_path):
+    result = protocol_result
+    summary = result.summary()
+    assert summary["n_groups"] == 5
+    assert summary["n_seeds"] == 3
+    assert -1 <= summary["spearman_relative"] <= 1
+    assert result.test_loss_before[0] == max(result.test_loss_before)
+    table = result.table()
+    assert table["predicted"].notna().all()
+    result.save(tmp_path)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["main_quantity"] == result.main_quantity
+    assert (tmp_path / "predicted_vs_actual.png").stat().st_size > 10_000
+    assert (tmp_path / "table.csv").exists()
+
+
+def test_fast_mode_from_environment():
+    assert ProtocolConfig.from_env({"INFLUENCE_KIT_FAST": "1"}) == ProtocolConfig.fast()
+    assert ProtocolConfig.from_env({}) == ProtocolConfig.full()
+    assert ProtocolConfig.full().n_groups == 70
+    assert ProtocolConfig.full().n_seeds == 50
+
+
+def test_exercise_reference_solutions_pass(protocol_result):
+    result = protocol_result
+    group_id = result.groups.ids[1]
+    answer = exercises.solution_relative_effect(result, group_id, 2)
+    assert exercises.check_relative_effect(result, group_id, 2, answer)
+    assert exercises.check_largest_spread(
+        result, exercises.solution_largest_spread(result)
+    )
+    assert exercises.check_spearman(result, exercises.solution_spearman(result))
+    assert exercises.check_control_reason(exercises.solution_control_reason())
+    damping = exercises.solution_budget_damping(6000, 0.05, 3, 32)
+    assert damping == pytest.approx(6000 / (0.05 * 3 * 187))
+    assert exercises.check_budget_damping(6000, 0.05, 3, 32, damping)
+
+
+def test_exercise_wrong_answers_fail(protocol_result):
+    result = protocol_result
+    group_id = result.groups.ids[1]
+    actual, _, _ = result.actual.arrays(result.main_quantity)
+    raw = actual[1, 2]
+    assert not exercises.check_relative_effect(result, group_id, 2, raw)
+    assert not exercises.check_relative_effect(result, group_id, 2, "abc")
+    spread = result.actual.seed_spread(result.main_quantity)
+    wrong_id = result.groups.ids[int(np.argmin(spread))]
+    assert not exercises.check_largest_spread(result, wrong_id)
+    assert not exercises.check_spearman(
+        result, exercises.solution_spearman(result) + 0.1
+    )
+    assert not exercises.check_control_reason("a")
+    feedback = exercises.check_control_reason("z")
+    assert not feedback
+    assert "one letter" in repr(feedback)
+    assert not exercises.check_budget_damping(
+        6000, 0.05, 3, 32, 6000 / (0.05 * 3 * 187.5)
+    )
+
+
+def test_widget_shows_effects_and_messages(protocol_result):
+    result = protocol_result
+    explorer = EffectExplorer(result)
+    explorer.group.value = result.groups.ids[2]
+    explorer.seed.value = 1
+    explorer.test_point.value = int(result.test_indices[1])
+    explorer.button.click()
+    text = explorer.output.value
+    quantity = f"test_loss[{result.test_indices[1]}]"
+    actual, control, _ = result.actual.arrays(quantity)
+    assert f"{actual[2, 1]:+.3e}" in text
+    assert f"{control[2, 1]:+.3e}" in text
+    assert f"{result.predicted(quantity)[2]:+.3e}" in text
+
+    explorer.seed.value = 99
+    assert "Seed 99 was not run. Choose one of 0 to 2." in explorer.output.value
+    explorer.button.click()
+    assert "Seed 99 was not run" in explorer.output.value
+
+
+def test_widget_reports_failure_without_raising(protocol_result, monkeypatch):
+    explorer = EffectExplorer(protocol_result)
+
+    def broken(quantity):
+        raise RuntimeError("table missing")
+
+    monkeypatch.setattr(protocol_result, "predicted", broken)
+    explorer.seed.value = 0
+    explorer.button.click()
+    assert "Could not show the effects: table missing" in explorer.output.value
+
+
+def test_command_line_options():
+    parser = build_parser()
+    args = parser.parse_args(["--full", "--out", "results", "--n-seeds", "3"])
+    assert args.full
+    assert str(args.out) == "results"
+    assert args.n_seeds == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--full", "--fast"])
