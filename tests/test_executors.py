@@ -111,11 +111,12 @@ def dask_client():
 
 
 def test_serial_reference_has_values_and_nan(problem):
-    # The comparisons below are only worth something when most refits gave
-    # numbers; the whole-class group must give NaN.
+    # The comparisons below are only worth something when the refits gave
+    # numbers, and the whole-class group must give NaN.
     _, groups, _, serial = problem
     statuses = [certificate.status for certificate in serial.certificates]
-    assert statuses.count("converged") >= 0.75 * (len(groups) - 1)
+    assert statuses[:-1] == ["converged"] * (len(groups) - 1)
+    assert np.isfinite(serial.actual[:-1]).all()
     assert statuses[-1] == "no_minimiser"
     assert np.isnan(serial.actual[-1]).all()
 
@@ -167,8 +168,8 @@ def wait_for_task_on(client, worker, timeout):
 
 
 def test_killed_worker_loses_no_result(single_threaded_blas, dask_client):
-    # Chunks of 2 refits on 20,000 rows take long enough (about a second
-    # each on two cores) to be caught running when the worker dies.
+    # Chunks of 2 refits on 20,000 rows take long enough (0.3 to 1 s each
+    # on two cores) to be caught running when the worker dies.
     X, y = make_problem(n_samples=20000, n_features=30, n_classes=3, seed=2)
     engine = GroupInfluence(LogisticRegression(l2_strength=1.0), X, y)
     rng = np.random.default_rng(3)
@@ -187,9 +188,19 @@ def test_killed_worker_loses_no_result(single_threaded_blas, dask_client):
             refit_chunk=2,
             executor=dask_client.get_executor(),
         )
-        wait_for_task_on(dask_client, victim, START_TIMEOUT)
+        lost_keys = wait_for_task_on(dask_client, victim, START_TIMEOUT)
         os.kill(pids[victim], signal.SIGKILL)
         clustered = running.result(timeout=RESULT_TIMEOUT)
 
     assert pids[victim] not in dask_client.run(os.getpid).values()
+    # The scheduler's story shows each task that was running on the victim
+    # being released when the worker died, then computed again elsewhere.
+    story = dask_client.cluster.scheduler.story(*lost_keys)
+    for key in lost_keys:
+        transitions = [(start, finish) for k, start, finish, *_ in story if k == key]
+        assert ("processing", "released") in transitions, key
+        assert ("processing", "memory") in transitions, key
+        assert transitions.index(("processing", "released")) < transitions.index(
+            ("processing", "memory")
+        ), key
     assert_same_effects(clustered, serial)
