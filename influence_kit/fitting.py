@@ -9,10 +9,10 @@ the returned parameters is at most
 
     tol * min(scale, ||grad L(start)||),  but not below 1e-13 * scale,
 
-with ``scale = max(1, ||grad L(0)||)``. The second term matters for refits:
-removing a small group from a fitted model leaves a starting gradient far
-below the scale, and the refit must still reduce it by the factor ``tol``
-so that the actual effect carries about ``-log10(tol)`` correct digits. The
+with ``scale = max(1, ||grad L(0)||)``. The second term matters for refits.
+Removing a small group from a fitted model leaves a starting gradient far
+below the scale. The refit must still reduce it by the factor ``tol``, so
+that the actual effect carries about ``-log10(tol)`` correct digits. The
 floor is where rounding in sums over many points takes over. At least one
 Newton step is taken unless the starting gradient is exactly zero, and near
 the floor a step is accepted when it leaves the gradient norm at the floor.
@@ -455,9 +455,9 @@ def _newton_directions(
         )
 
     # Forcing term of the truncated Newton method: a loose inner solve far
-    # from the minimiser, a tight one near it, so convergence stays
-    # superlinear; but never tighter than the final tolerance needs, since
-    # the next gradient norm is about forcing * norms.
+    # from the minimiser and a tight one near it keep convergence superlinear.
+    # It is never tighter than the final tolerance needs, because the next
+    # gradient norm is about forcing * norms.
     forcing = np.minimum(0.1, np.sqrt(norms / scales))
     forcing = np.maximum(forcing, 0.5 * thresholds / norms)
     forcing = np.maximum(forcing, 1e-14)
@@ -482,10 +482,12 @@ def _line_search(data, weights, active, params, values, grad, direction, floors)
     new_params = params[active].copy()
     new_z = np.empty((data.n_samples, data.n_outputs, k))
     new_values = values[active].copy()
+
     pending = np.arange(k)
     # A direction that is not a descent direction (slope >= 0) can only come
     # from a numerically singular system; it is rejected at once.
     pending = pending[slope[pending] < 0]
+
     while pending.size:
         trial = params[active[pending]] + step[pending, None] * direction[pending]
         trial_z = model.logits_batch(data.design, trial, data.n_outputs)
@@ -497,8 +499,9 @@ def _line_search(data, weights, active, params, values, grad, direction, floors)
             <= values[active[pending]] + ARMIJO * step[pending] * slope[pending]
         )
         # Near the minimiser the predicted decrease -slope falls below the
-        # rounding error of the objective, so values cannot decide; there a
-        # full step is accepted when it reduces the gradient norm instead.
+        # rounding error of the objective, so values cannot decide. There a
+        # full step is accepted when it reduces the gradient norm instead, or
+        # leaves it at the rounding floor.
         unresolved = (
             ~ok
             & (step[pending] == 1.0)
@@ -518,6 +521,7 @@ def _line_search(data, weights, active, params, values, grad, direction, floors)
             ok[unresolved] = (new_norms < grad_norms[pending[unresolved]]) | (
                 new_norms <= floors[columns]
             )
+
         chosen = pending[ok]
         accepted[chosen] = True
         new_params[chosen] = trial[ok]

@@ -32,10 +32,11 @@ Logistic regression and the redundant class
     With K classes the model has ``n_outputs = K - 1``. Class 0 is the
     reference class whose logit is fixed at 0, and ``z_i[k-1]`` is the logit
     of class k. Softmax over K free logits is invariant to adding a constant
-    to all of them, which makes its Hessian singular; fixing one logit removes
+    to all of them, which makes its Hessian singular. Fixing one logit removes
     that direction, so the Hessian is positive definite whenever
-    ``l2_strength > 0`` (and also for ``l2_strength = 0`` when the design
-    matrix has full column rank and the data are not separable). Binary
+    ``l2_strength > 0``. With ``l2_strength = 0`` it is positive definite
+    when the design matrix has full column rank and the data are not
+    separable. Binary
     logistic regression is the case K = 2: ``z_i`` is the log-odds of class 1.
 
 Ridge regression

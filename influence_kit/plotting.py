@@ -5,7 +5,7 @@ same columns): one row per group and quantity output, with the columns
 ``group_id``, ``group_type``, ``group_size``, ``quantity`` and one column per
 estimator (``first_order``, ``newton``, ``actual``). Rows whose actual effect
 is NaN (a refit with no minimiser or that did not converge) are left out of
-every figure and statistic, and the annotation says how many were dropped.
+every figure and statistic, and the annotation states how many were dropped.
 
 Conventions in every figure: the actual effect is on the x axis and the
 prediction on the y axis, the dashed line is ``prediction = actual``, and

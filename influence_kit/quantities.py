@@ -7,7 +7,7 @@ effect of removing a group on a quantity is always
 ``TestLoss``, ``TestMargin``, ``ClassProbability`` and ``ParamFunction`` are
 functions of the parameters alone. ``SelfLoss`` (the summed weighted loss of
 the removed group) depends on the group, and ``ParamChange`` (the Euclidean
-norm of the parameter change) is not differentiable at zero; the engine
+norm of the parameter change) is not differentiable at zero. The engine
 treats both specially.
 """
 
