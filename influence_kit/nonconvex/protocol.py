@@ -24,7 +24,6 @@ the environment variable ``INFLUENCE_KIT_FAST`` is ``1``.
 import contextlib
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -36,6 +35,7 @@ from sklearn.model_selection import train_test_split
 
 from .._validation import check_integer
 from ..datasets import load_mnist, load_mnist_or_digits
+from ..settings import FAST_MODE_VARIABLE, fast_mode
 from .actual_effects import retrain_effects
 from .cache import RetrainCache, fingerprint
 from .clusters import cluster_groups
@@ -53,13 +53,15 @@ from .retrain import RetrainConfig
 
 logger = logging.getLogger(__name__)
 
-FAST_ENV_VAR = "INFLUENCE_KIT_FAST"
+FAST_ENV_VAR = FAST_MODE_VARIABLE
 
 
 def fast_mode_requested(environ=None):
-    """Return True when ``INFLUENCE_KIT_FAST`` is set to ``1``."""
-    environ = os.environ if environ is None else environ
-    return environ.get(FAST_ENV_VAR, "0").strip() == "1"
+    """Return True when ``INFLUENCE_KIT_FAST`` switches fast mode on.
+
+    Same rule as :func:`influence_kit.settings.fast_mode`.
+    """
+    return fast_mode(environ)
 
 
 @dataclass(frozen=True)
