@@ -19,7 +19,9 @@ Actual effect of group w with seed r
     Give the rows of w weight 0, continue training from theta0 with SGD whose
     batch order is fixed by r, for the fixed budget of a
     :class:`RetrainConfig` (``n_epochs``, ``learning_rate``,
-    ``batch_size``), and measure ``f(after) - f(theta0)``. The quantities f
+    ``batch_size``), and measure ``f(after) - f(theta0)``. Each epoch visits
+    every row once, and every second epoch repeats the batches of the one
+    before in reverse (:mod:`.retrain` gives the exact step). The quantities f
     are ``test_loss[j]`` (loss on test point j), ``self_loss`` (summed loss
     of the rows of w) and ``param_change`` (``||params - theta0||``). An
     effect always means f(after) minus f(before).
@@ -40,7 +42,8 @@ Predicted effect
     ``self_loss`` it is :math:`g_w^\top (H + \delta I)^{-1} g_w` and for
     ``param_change`` :math:`\lVert (H + \delta I)^{-1} g_w \rVert`.
     Hessian-vector products come from ``torch.func`` (``jvp`` of ``grad``),
-    solves from ``scipy.sparse.linalg.cg``.
+    solves from conjugate gradient (``scipy.sparse.linalg.cg`` for one
+    right-hand side, :func:`solve_damped_batch` for many).
 
 Damping
     Lanczos (``scipy.sparse.linalg.eigsh``, ``which="SA"``) estimates the
@@ -60,7 +63,7 @@ vectors (n_params,), influence scores (n_samples, n_test), effects
 
 Modules: :mod:`.mlp` (model, theta0), :mod:`.objective` (J, gradients,
 HVPs), :mod:`.influence` (Lanczos, damping, CG, predictions),
-:mod:`.retrain` (SGD from theta0, one model or many with ``vmap``),
+:mod:`.retrain` (SGD from theta0, one model or many at once),
 :mod:`.actual_effects` (validation, batched runs, measurements),
 :mod:`.cache` (resumable on-disk results), :mod:`.clusters` (k-means
 groups), :mod:`.protocol` (the reference experiment), :mod:`.plotting`,
@@ -78,11 +81,18 @@ from .influence import (
     resolve_damping,
     smallest_eigenvalue,
     solve_damped,
+    solve_damped_batch,
 )
 from .mlp import MLP, TrainConfig, train_theta0
 from .objective import TrainingObjective, eval_mode
 from .protocol import ProtocolConfig, ProtocolResult, load_experiment_data, run_protocol
-from .retrain import RetrainConfig, batch_order, retrain_batched, retrain_one
+from .retrain import (
+    RetrainConfig,
+    batch_order,
+    batches,
+    retrain_batched,
+    retrain_one,
+)
 
 __all__ = [
     "MLP",
@@ -95,6 +105,7 @@ __all__ = [
     "TrainConfig",
     "TrainingObjective",
     "batch_order",
+    "batches",
     "budget_damping",
     "cluster_groups",
     "eval_mode",
@@ -108,5 +119,6 @@ __all__ = [
     "run_protocol",
     "smallest_eigenvalue",
     "solve_damped",
+    "solve_damped_batch",
     "train_theta0",
 ]

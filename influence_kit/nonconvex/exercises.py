@@ -141,21 +141,22 @@ def check_control_reason(answer):
 # Exercise 5: the damping that matches the retraining budget.
 
 
-def solution_budget_damping(n_samples, learning_rate, n_epochs, batch_size):
-    """Return ``n_samples / (learning_rate * n_steps)`` for the given budget."""
-    n_steps = n_epochs * (n_samples // batch_size)
-    return budget_damping(n_samples, learning_rate, n_steps)
+def solution_budget_damping(learning_rate, n_epochs, batch_size):
+    """Return the damping matched to a retraining budget."""
+    step_per_epoch = learning_rate / batch_size
+    return 1 / (n_epochs * step_per_epoch)
 
 
-def check_budget_damping(n_samples, learning_rate, n_epochs, batch_size, answer):
-    """Check exercise 5: damping of a budget, steps counted as in retraining."""
-    expected = solution_budget_damping(n_samples, learning_rate, n_epochs, batch_size)
+def check_budget_damping(learning_rate, n_epochs, batch_size, answer):
+    """Check exercise 5: the damping matched to a retraining budget."""
+    expected = budget_damping(learning_rate, n_epochs, batch_size)
     if _close(answer, expected):
         return Feedback(True, f"damping = {expected:.4g}.")
     return Feedback(
         False,
-        "Count the steps as n_epochs * (n_samples // batch_size), because the "
-        "rows left over in each epoch form no batch.",
+        "An epoch moves theta by learning_rate / batch_size times the gradient "
+        "of the summed objective, whatever the number of steps; the damping is "
+        "one over n_epochs times that.",
     )
 
 

@@ -9,12 +9,13 @@ and the prediction for any group is the sum of the per-point scores
 :math:`\nabla \ell_i^\top s`.
 
 Why damping also matches a finite retraining budget: on a quadratic
-objective, T steps of gradient descent with step ``learning_rate / n_samples``
-move the parameters by :math:`(1 - (1 - \eta\mu/n)^T)/\mu` times the
-component of :math:`g_w` along an eigenvector with eigenvalue :math:`\mu`,
-instead of :math:`1/\mu`. Directions with :math:`\mu \ll n / (\eta T)` barely
-move, and :math:`\delta \approx n / (\eta T)` damps them by about the same
-factor, see :func:`budget_damping`.
+objective, E epochs of the retraining act like E steps of gradient descent
+with step :math:`s = \eta / B` (``learning_rate / batch_size``), which move
+the parameters by :math:`(1 - (1 - s\mu)^E)/\mu` times the component of
+:math:`g_w` along an eigenvector with eigenvalue :math:`\mu`, instead of
+:math:`1/\mu`. Directions with :math:`\mu \ll 1 / (sE)` barely move, and
+:math:`\delta \approx 1 / (sE)` damps them by about the same factor, see
+:func:`budget_damping`.
 """
 
 import logging
@@ -26,6 +27,7 @@ import scipy.sparse.linalg as spla
 
 from .._validation import check_integer, check_positive_float
 from ..exceptions import ConvergenceWarning, IndefiniteHessianWarning
+from ..hessian import batched_pcg
 
 logger = logging.getLogger(__name__)
 
@@ -118,14 +120,21 @@ def smallest_eigenvalue(objective, *, tol=1e-2, ncv=40, max_hvp=400, seed=0):
     return EigenvalueEstimate(float(value), True, counter.count)
 
 
-def budget_damping(n_samples, learning_rate, n_steps):
-    """Return the damping ``n_samples / (learning_rate * n_steps)``.
+def budget_damping(learning_rate, n_epochs, batch_size):
+    """Return the damping ``batch_size / (learning_rate * n_epochs)``.
 
-    Directions of the Hessian with eigenvalues below this value are the ones
-    that ``n_steps`` SGD steps of size ``learning_rate`` on the mean loss
-    cannot follow (see the module docstring).
+    An epoch of the retraining moves theta by ``learning_rate / batch_size``
+    times the gradient of the summed objective (to first order, see
+    :mod:`influence_kit.nonconvex.retrain`), so the whole budget is gradient
+    descent with total step size ``n_epochs * learning_rate / batch_size``.
+    Directions of the Hessian with eigenvalues below the inverse of that,
+    the value returned, are the ones the budget cannot follow (see the
+    module docstring).
     """
-    return n_samples / (learning_rate * n_steps)
+    check_positive_float(learning_rate, "learning_rate")
+    check_integer(n_epochs, "n_epochs", minimum=1)
+    check_integer(batch_size, "batch_size", minimum=1)
+    return batch_size / (learning_rate * n_epochs)
 
 
 def resolve_damping(damping, estimate):
@@ -233,6 +242,48 @@ def solve_damped(objective, rhs, damping, *, rtol=1e-6, maxiter=1000):
     return solution, info
 
 
+def solve_damped_batch(objective, rhs, damping, *, rtol=1e-6, maxiter=1000):
+    """Solve ``(H + damping * I) x_j = rhs_j`` for every column at once.
+
+    Conjugate gradient on each column, the Hessian-vector products of all
+    unfinished columns taken together with
+    :meth:`TrainingObjective.hvp_batch`. Same arguments and warnings as
+    :func:`solve_damped`, with ``rhs`` of shape (n_params, k).
+
+    Returns
+    -------
+    x : ndarray of shape (n_params, k)
+    infos : list of SolveInfo
+        One per column.
+    """
+    rhs = np.asarray(rhs, dtype=np.float64)
+
+    def apply_matrix(block, active):
+        return objective.hvp_batch(block) + damping * block
+
+    solution, converged, n_iterations = batched_pcg(
+        apply_matrix, rhs, lambda block: block, rtol=rtol, maxiter=maxiter
+    )
+    residuals = np.linalg.norm(
+        apply_matrix(solution, None) - rhs, axis=0
+    ) / np.maximum(np.linalg.norm(rhs, axis=0), np.finfo(float).tiny)
+    infos = [
+        SolveInfo(int(count), float(residual), bool(done))
+        for count, residual, done in zip(n_iterations, residuals, converged)
+    ]
+    failed = np.flatnonzero(~converged)
+    if failed.size:
+        warnings.warn(
+            f"conjugate gradient did not reach rtol={rtol:g} for {failed.size} of "
+            f"{rhs.shape[1]} right-hand sides (largest relative residual "
+            f"{residuals[failed].max():.3g}, maxiter={maxiter}); raise maxiter, "
+            f"raise damping (now {damping:g}) or loosen rtol",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return solution, infos
+
+
 @dataclass
 class InfluencePrediction:
     """Per-point influence scores at theta0 for a panel of test points.
@@ -293,13 +344,10 @@ def predict_test_loss_influence(
         eigenvalue = smallest_eigenvalue(objective)
     damping = resolve_damping(damping, eigenvalue)
     test_gradients = objective.loss_gradients(X_test, y_test)
-    directions = np.empty((objective.n_params, test_gradients.shape[0]))
-    solves = []
-    for j, test_gradient in enumerate(test_gradients):
-        directions[:, j], info = solve_damped(
-            objective, test_gradient, damping, rtol=rtol, maxiter=maxiter
-        )
-        solves.append(info)
+    directions, solves = solve_damped_batch(
+        objective, test_gradients.T, damping, rtol=rtol, maxiter=maxiter
+    )
+    for j, info in enumerate(solves):
         logger.info("test point %d: CG took %d iterations", j, info.n_iter)
     scores = objective.directional_derivatives(directions)
     return InfluencePrediction(scores, damping, eigenvalue, solves)
@@ -314,7 +362,7 @@ def predict_group_quantities(objective, groups, damping, *, rtol=1e-6, maxiter=1
     groups : GroupSet
     damping : float
     rtol, maxiter
-        Passed to :func:`solve_damped`.
+        Passed to :func:`solve_damped_batch`.
 
     Returns
     -------
@@ -322,16 +370,18 @@ def predict_group_quantities(objective, groups, damping, *, rtol=1e-6, maxiter=1
         Column 0 is :math:`g_w^\top (H + \delta I)^{-1} g_w`, the predicted
         change of the group's summed loss; column 1 is
         :math:`\lVert (H + \delta I)^{-1} g_w \rVert`, the predicted norm of
-        the parameter change. One CG solve per group.
+        the parameter change. One CG solve per group, all groups together
+        (:func:`solve_damped_batch`).
     """
-    result = np.empty((len(groups), 2))
-    for position, indices in enumerate(groups.indices):
-        group_gradient = objective.group_gradient(indices)
-        step, _ = solve_damped(
-            objective, group_gradient, damping, rtol=rtol, maxiter=maxiter
-        )
-        result[position] = group_gradient @ step, np.linalg.norm(step)
-    return result
+    gradients = np.stack(
+        [objective.group_gradient(indices) for indices in groups.indices], axis=1
+    )
+    steps, _ = solve_damped_batch(
+        objective, gradients, damping, rtol=rtol, maxiter=maxiter
+    )
+    return np.column_stack(
+        [np.einsum("pk,pk->k", gradients, steps), np.linalg.norm(steps, axis=0)]
+    )
 
 
 class _CountingHVP:

@@ -277,6 +277,35 @@ class TrainingObjective:
                 total += self.layout.flatten(product)
         return total.numpy().astype(np.float64)
 
+    def hvp_batch(self, vectors):
+        """Return the Hessian times each column of ``vectors``, (n_params, k).
+
+        The same products as :meth:`hvp`, with ``vmap`` over the columns, so
+        that k products share each pass over the data.
+        """
+        vectors = np.asarray(vectors, dtype=np.float64)
+        if vectors.ndim != 2 or vectors.shape[0] != self.n_params:
+            raise ValueError(
+                f"vectors must have shape ({self.n_params}, k), got {vectors.shape}"
+            )
+        tangents = self.layout.unflatten(
+            torch.as_tensor(np.ascontiguousarray(vectors.T)).to(self.dtype)
+        )
+        total = torch.zeros(vectors.shape[1], self.n_params, dtype=self.dtype)
+        with eval_mode(self.model):
+            for position, (X, y, weights) in enumerate(self._chunks()):
+
+                def chunk_gradient(params, X=X, y=y, weights=weights, first=position):
+                    return grad(self._chunk_objective)(
+                        params, X, y, weights, first == 0
+                    )
+
+                def product(tangent, chunk_gradient=chunk_gradient):
+                    return jvp(chunk_gradient, (self.params,), (tangent,))[1]
+
+                total += self.layout.flatten(vmap(product)(tangents))
+        return total.numpy().astype(np.float64).T
+
     def loss_gradients(self, X, y):
         """Return the gradient of each row's loss, ndarray of shape (n, n_params).
 

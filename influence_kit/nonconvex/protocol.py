@@ -89,6 +89,10 @@ class ProtocolConfig:
         A number, "auto" (only what makes the Hessian positive definite, see
         :func:`resolve_damping`) or "budget" (:func:`budget_damping` of the
         retraining budget).
+    lanczos_tol : float
+        Relative accuracy asked of Lanczos (``eigsh``'s ``tol``). The
+        eigenvalue is only compared with the damping, thousands of times
+        larger, so a few per cent is enough.
     lanczos_max_hvp : int
         Hessian-vector products allowed to Lanczos; 0 skips it, and the
         eigenvalue is then reported as NaN and not checked.
@@ -119,7 +123,8 @@ class ProtocolConfig:
     max_group_fraction: float = 0.25
     n_test_points: int = 5
     damping: object = "budget"
-    lanczos_max_hvp: int = 200
+    lanczos_tol: float = 0.05
+    lanczos_max_hvp: int = 800
     cg_rtol: float = 1e-5
     cg_maxiter: int = 500
     influence_dtype: str = "float64"
@@ -133,14 +138,14 @@ class ProtocolConfig:
 
     @classmethod
     def fast(cls):
-        """Return a small version: 8 groups, 4 seeds, 1 epoch, no Lanczos.
+        """Return a small version: 8 groups, 4 seeds, 3 epochs, no Lanczos.
 
         Lanczos is skipped because on the MLP it needs more Hessian-vector
         products than the whole fast run may take.
         """
         return cls(
             theta0=TrainConfig(n_epochs=10),
-            retrain=RetrainConfig(n_epochs=1),
+            retrain=RetrainConfig(n_epochs=3, learning_rate=0.003),
             n_groups=8,
             n_seeds=4,
             cluster_counts=(4, 16, 64),
@@ -501,12 +506,15 @@ def _predict_test_losses(config, objective, X_panel, y_panel, store):
 
     eigenvalue = None
     if config.lanczos_max_hvp > 0:
-        eigenvalue = smallest_eigenvalue(objective, max_hvp=config.lanczos_max_hvp)
+        eigenvalue = smallest_eigenvalue(
+            objective, tol=config.lanczos_tol, max_hvp=config.lanczos_max_hvp
+        )
     damping = config.damping
     if damping == "budget":
-        n_samples = objective.n_samples
-        n_steps = config.retrain.n_steps(n_samples)
-        damping = budget_damping(n_samples, config.retrain.learning_rate, n_steps)
+        retrain = config.retrain
+        damping = budget_damping(
+            retrain.learning_rate, retrain.n_epochs, retrain.batch_size
+        )
     damping = resolve_damping(damping, eigenvalue)
     if eigenvalue is None:
         eigenvalue = EigenvalueEstimate(float("nan"), False, 0)
