@@ -88,7 +88,9 @@ def main():
         start = time.perf_counter()
         effects = []
         for seed in range(args.seeds):
-            stacked = retrain_batched(model, X, y, torch.ones(1, y.numel()), seed, config)
+            stacked = retrain_batched(
+                model, X, y, torch.ones(1, y.numel()), seed, config
+            )
             params = {name: value[0] for name, value in stacked.items()}
             effects.append(panel_losses(reference, params, X_panel, y_panel) - before)
         effects = np.array(effects)

@@ -39,9 +39,8 @@ is one matrix product with the shared batch; any other model goes through
 ``torch.func.vmap``.
 """
 
-from dataclasses import asdict, dataclass
-
 import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -357,8 +356,10 @@ def _retrain_stacked_mlp(model, X, y, masks, seed, config):
             # used: W <- decay * W - step * gradient, fused into the product.
             decay = _decay(config, n_rows, n_samples)
             for k in range(len(names) - 1, 0, -1):
-                below = torch.bmm(weights[k].transpose(1, 2), delta)
-                below.mul_(inputs[k] > 0)
+                # The ReLU's derivative: keep the gradient where its output > 0.
+                below = torch.ops.aten.threshold_backward(
+                    torch.bmm(weights[k].transpose(1, 2), delta), inputs[k], 0
+                )
                 weights[k].baddbmm_(
                     delta, inputs[k].transpose(1, 2), beta=decay, alpha=-step
                 )
