@@ -5,6 +5,7 @@ Hessians and long retrainings give exact references in well under a minute.
 """
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -21,6 +22,7 @@ from influence_kit.nonconvex import (
     TrainingObjective,
     batch_order,
     batches,
+    budget_damping,
     cache,
     exercises,
     predict_test_loss_influence,
@@ -33,6 +35,7 @@ from influence_kit.nonconvex import (
     solve_damped_batch,
     train_theta0,
 )
+from influence_kit.nonconvex import __main__ as command_line
 from influence_kit.nonconvex.__main__ import build_parser
 from influence_kit.nonconvex.clusters import cluster_groups
 from influence_kit.nonconvex.objective import ParamLayout
@@ -847,3 +850,422 @@ def test_command_line_options():
     assert args.n_seeds == 3
     with pytest.raises(SystemExit):
         parser.parse_args(["--full", "--fast"])
+
+
+# Retraining against an independent autograd loop, and the documented claims.
+
+
+def plain_sgd(model, X, y, removed, seed, config):
+    """Retrain with plain autograd, written from the step in the retrain docs.
+
+    Each step is theta <- theta - (lr / B) * (grad of the summed masked
+    losses of the batch + (|b| / n) * l2 * theta). The forward pass is
+    written out for a ReLU MLP, so it does not share code with the package.
+    """
+    n_samples = X.shape[0]
+    names = [name for name, _ in model.named_parameters()]
+    params = [p.detach().double().clone() for p in model.parameters()]
+    mask = torch.ones(n_samples, dtype=torch.float64)
+    mask[list(removed)] = 0
+    X = torch.as_tensor(X, dtype=torch.float64)
+    y = torch.as_tensor(y)
+    step = config.learning_rate / config.batch_size
+    for epoch in batch_order(seed, n_samples, config):
+        for start in range(0, n_samples, config.batch_size):
+            rows = torch.as_tensor(epoch[start : start + config.batch_size])
+            leaves = [p.requires_grad_(True) for p in params]
+            hidden = X[rows]
+            for k in range(0, len(leaves) - 2, 2):
+                hidden = torch.relu(hidden @ leaves[k].T + leaves[k + 1])
+            logits = hidden @ leaves[-2].T + leaves[-1]
+            losses = torch.nn.functional.cross_entropy(
+                logits, y[rows], reduction="none"
+            )
+            gradients = torch.autograd.grad((mask[rows] * losses).sum(), leaves)
+            share = len(rows) / n_samples * config.l2_strength
+            params = [
+                (p - step * (g + share * p)).detach() for p, g in zip(leaves, gradients)
+            ]
+    return dict(zip(names, params))
+
+
+RETRAIN_CASES = [
+    # id, hidden sizes, dropout, n_samples, batch size, removed rows per model
+    ("one hidden layer", (7,), 0.0, 48, 12, [[], [1, 2, 3]]),
+    ("three hidden layers", (7, 5, 4), 0.0, 48, 12, [[], list(range(20))]),
+    ("dropout", (7, 5), 0.5, 48, 12, [[], [4, 9]]),
+    ("batch not dividing n", (7, 5), 0.0, 53, 12, [[], [0, 52]]),
+    ("all rows but one removed", (7, 5), 0.0, 48, 12, [list(range(1, 48))]),
+    ("one model", (7,), 0.0, 48, 12, [[5]]),
+]
+
+
+@pytest.mark.parametrize(
+    "hidden, dropout, n_samples, batch_size, removals",
+    [case[1:] for case in RETRAIN_CASES],
+    ids=[case[0] for case in RETRAIN_CASES],
+)
+def test_batched_retraining_matches_plain_autograd(
+    hidden, dropout, n_samples, batch_size, removals
+):
+    X, y = make_data(2, n_samples)
+    torch.manual_seed(3)
+    model = MLP(N_FEATURES, hidden, N_CLASSES, dropout=dropout)
+    model.train()
+    model.head.eval()
+    modes = [module.training for module in model.modules()]
+    state = {name: value.clone() for name, value in model.state_dict().items()}
+
+    config = RetrainConfig(
+        n_epochs=3,
+        learning_rate=0.05,
+        batch_size=batch_size,
+        l2_strength=2.0,
+        dtype="float64",
+    )
+    masks = torch.ones(len(removals), n_samples, dtype=torch.float64)
+    for row, removed in enumerate(removals):
+        masks[row, removed] = 0
+    stacked = retrain_batched(
+        model, torch.as_tensor(X), torch.as_tensor(y), masks, 4, config
+    )
+
+    for row, removed in enumerate(removals):
+        expected = plain_sgd(model, X, y, removed, 4, config)
+        single = retrain_one(model, X, y, removed, 4, config)
+        for name, value in expected.items():
+            assert not torch.allclose(value, state[name].double(), atol=1e-3)
+            np.testing.assert_allclose(stacked[name][row], value, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(single[name], value, rtol=0, atol=1e-12)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    assert [module.training for module in model.modules()] == modes
+
+
+def test_batched_retraining_without_a_whole_batch(data, model):
+    X, y = data
+    config = RetrainConfig(
+        n_epochs=2, learning_rate=0.05, batch_size=16, dtype="float64"
+    )
+    first_batch = batch_order(6, N_SAMPLES, config)[0, :16]
+    masks = torch.ones(1, N_SAMPLES, dtype=torch.float64)
+    masks[0, first_batch] = 0
+    stacked = retrain_batched(
+        model, torch.as_tensor(X), torch.as_tensor(y), masks, 6, config
+    )
+    expected = plain_sgd(model, X, y, first_batch, 6, config)
+    for name, value in expected.items():
+        np.testing.assert_allclose(stacked[name][0], value, rtol=0, atol=1e-12)
+
+
+def test_small_step_epoch_follows_autograd_gradient(data, model):
+    # The retrain docs: at fixed parameters an epoch moves theta by
+    # -(lr / batch_size) * grad J_{-w}. With a tiny step the movement per unit
+    # of learning rate matches that up to an error of order lr.
+    X, y = data
+    removed = np.arange(30, 45)
+    config = RetrainConfig(
+        n_epochs=1,
+        learning_rate=1e-7,
+        batch_size=16,
+        l2_strength=1.5,
+        dtype="float64",
+    )
+    params = [p.detach().double().requires_grad_(True) for p in model.parameters()]
+    names = [name for name, _ in model.named_parameters()]
+    keep = np.setdiff1d(np.arange(N_SAMPLES), removed)
+    logits = torch.func.functional_call(
+        model, dict(zip(names, params)), (torch.as_tensor(X[keep]),)
+    )
+    objective = torch.nn.functional.cross_entropy(
+        logits, torch.as_tensor(y[keep]), reduction="sum"
+    ) + 0.75 * sum((p**2).sum() for p in params)
+    gradient = torch.cat([g.ravel() for g in torch.autograd.grad(objective, params)])
+    after = retrain_one(model, X, y, removed, 3, config)
+    theta0 = torch.cat([p.detach().ravel() for p in params])
+    moved = torch.cat([after[name].ravel() for name in names]) - theta0
+    expected = -config.learning_rate / config.batch_size * gradient
+    error = (moved - expected).norm() / expected.norm()
+    assert error < 1e-5
+
+
+def test_batch_order_matches_documented_draws():
+    config = RetrainConfig(n_epochs=5, batch_size=4)
+    order = batch_order(11, 10, config)
+    generator = np.random.default_rng(11)
+    fresh = [generator.permutation(10) for _ in range(3)]
+    np.testing.assert_array_equal(order[0], fresh[0])
+    np.testing.assert_array_equal(
+        order[1], np.r_[fresh[0][8:], fresh[0][4:8], fresh[0][:4]]
+    )
+    np.testing.assert_array_equal(order[2], fresh[1])
+    np.testing.assert_array_equal(
+        order[3], np.r_[fresh[1][8:], fresh[1][4:8], fresh[1][:4]]
+    )
+    np.testing.assert_array_equal(order[4], fresh[2])
+    reshuffle = RetrainConfig(n_epochs=3, batch_size=4, order="reshuffle")
+    generator = np.random.default_rng(11)
+    for epoch in batch_order(11, 10, reshuffle):
+        np.testing.assert_array_equal(epoch, generator.permutation(10))
+
+
+def test_budget_damping_value():
+    assert budget_damping(0.002, 5, 64) == pytest.approx(64 / 0.01, rel=1e-15)
+    config = RetrainConfig(n_epochs=5, learning_rate=0.002, batch_size=64)
+    assert budget_damping(0.002, 5, 64) * config.gradient_time == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "arguments, error, message",
+    [
+        ((0.0, 5, 64), ValueError, "learning_rate must be finite and > 0, got 0.0"),
+        ((-0.1, 5, 64), ValueError, "learning_rate must be finite and > 0"),
+        ((0.1, 0, 64), ValueError, "n_epochs must be at least 1, got 0"),
+        ((0.1, 2.0, 64), TypeError, "n_epochs must be an integer, got 2.0"),
+        ((0.1, 5, 0), ValueError, "batch_size must be at least 1, got 0"),
+    ],
+)
+def test_budget_damping_rejects_bad_values(arguments, error, message):
+    with pytest.raises(error, match=message):
+        budget_damping(*arguments)
+
+
+# Bad input to the objective and the solvers.
+
+
+@pytest.fixture(scope="module")
+def small_objective(data, model):
+    X, y = data
+    return TrainingObjective(model, X, y, l2_strength=1.0)
+
+
+def test_hvp_rejects_wrong_shapes(small_objective):
+    n_params = small_objective.n_params
+    with pytest.raises(ValueError, match=rf"vector must have shape \({n_params},\)"):
+        small_objective.hvp(np.ones(n_params + 1))
+    with pytest.raises(ValueError, match=rf"got \({n_params}, 2\)"):
+        small_objective.hvp(np.ones((n_params, 2)))
+    with pytest.raises(ValueError, match=rf"got \(2, {n_params}\)"):
+        small_objective.hvp_batch(np.ones((2, n_params)))
+    with pytest.raises(ValueError, match=rf"got \({n_params}, 0\)"):
+        small_objective.hvp_batch(np.ones((n_params, 0)))
+    with pytest.raises(ValueError, match="vectors contains a NaN value"):
+        small_objective.hvp_batch(np.full((n_params, 1), np.nan))
+
+
+@pytest.mark.parametrize(
+    "rhs_shape, changes, error, message",
+    [
+        ("vector", {}, ValueError, r"rhs must have shape \(\d+, k\)"),
+        ("transposed", {}, ValueError, r"rhs must have shape \(\d+, k\)"),
+        ("no columns", {}, ValueError, r"k >= 1"),
+        ("matrix", {"damping": -1.0}, ValueError, "damping must be finite and >= 0"),
+        ("matrix", {"damping": "auto"}, TypeError, "resolve 'auto' first"),
+        ("matrix", {"damping": np.nan}, ValueError, "damping must be finite"),
+        ("matrix", {"maxiter": 0}, ValueError, "maxiter must be at least 1"),
+        ("matrix", {"rtol": -1e-3}, ValueError, "rtol must be finite and > 0"),
+        ("nan", {}, ValueError, "rhs contains a NaN value"),
+    ],
+)
+def test_solve_damped_batch_rejects_bad_input(
+    small_objective, monkeypatch, rhs_shape, changes, error, message
+):
+    n_params = small_objective.n_params
+    rhs = {
+        "vector": np.ones(n_params),
+        "transposed": np.ones((2, n_params)),
+        "no columns": np.ones((n_params, 0)),
+        "matrix": np.ones((n_params, 2)),
+        "nan": np.full((n_params, 2), np.nan),
+    }[rhs_shape]
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a Hessian-vector product ran")
+
+    monkeypatch.setattr(small_objective, "hvp_batch", fail)
+    arguments = {"damping": 1.0, **changes}
+    damping = arguments.pop("damping")
+    with pytest.raises(error, match=message):
+        solve_damped_batch(small_objective, rhs, damping, **arguments)
+
+
+def test_solve_damped_rejects_bad_input(small_objective):
+    n_params = small_objective.n_params
+    with pytest.raises(ValueError, match="use solve_damped_batch"):
+        solve_damped(small_objective, np.ones((n_params, 2)), 1.0)
+    with pytest.raises(ValueError, match="damping must be finite and >= 0"):
+        solve_damped(small_objective, np.ones(n_params), -5.0)
+
+
+def test_objective_chunk_size_checked(data, model):
+    # A negative chunk_size used to give no chunks, so a zero gradient.
+    X, y = data
+    params = [p.detach().double().requires_grad_(True) for p in model.parameters()]
+    names = [name for name, _ in model.named_parameters()]
+    logits = torch.func.functional_call(
+        model, dict(zip(names, params)), (torch.as_tensor(X),)
+    )
+    objective = torch.nn.functional.cross_entropy(
+        logits, torch.as_tensor(y), reduction="sum"
+    ) + 0.5 * sum((p**2).sum() for p in params)
+    expected = torch.cat([g.ravel() for g in torch.autograd.grad(objective, params)])
+    chunked = TrainingObjective(model, X, y, l2_strength=1.0, chunk_size=7)
+    np.testing.assert_allclose(chunked.gradient(), expected, rtol=1e-10, atol=1e-12)
+    for bad in (0, -1):
+        with pytest.raises(
+            ValueError, match=f"chunk_size must be at least 1, got {bad}"
+        ):
+            TrainingObjective(model, X, y, l2_strength=1.0, chunk_size=bad)
+
+
+def test_objective_rejects_bad_weights_and_indices(data, model, small_objective):
+    X, y = data
+    with pytest.raises(ValueError, match=r"sample_weight has shape \(3,\)"):
+        TrainingObjective(model, X, y, l2_strength=1.0, sample_weight=np.ones(3))
+    with pytest.raises(ValueError, match="sample_weight contains a NaN"):
+        TrainingObjective(
+            model, X, y, l2_strength=1.0, sample_weight=np.full(N_SAMPLES, np.nan)
+        )
+    with pytest.raises(ValueError, match="negative index -1"):
+        small_objective.group_gradient([-1])
+    with pytest.raises(ValueError, match="the index 500, out of range"):
+        small_objective.group_gradient([500])
+
+
+def test_test_loss_prediction_checks_inputs_before_lanczos(
+    small_objective, monkeypatch
+):
+    def fail(*args, **kwargs):
+        raise AssertionError("Lanczos started")
+
+    monkeypatch.setattr("influence_kit.nonconvex.influence.smallest_eigenvalue", fail)
+    with pytest.raises(ValueError, match="X_test has 5 features per row"):
+        predict_test_loss_influence(small_objective, np.ones((2, 5)), [0, 1])
+    with pytest.raises(ValueError, match="y_test contains the label 7"):
+        predict_test_loss_influence(small_objective, np.ones((2, N_FEATURES)), [0, 7])
+
+
+def test_missing_seeds_and_empty_data_rejected(data, model, tmp_path):
+    X, y = data
+    with pytest.raises(
+        TypeError, match="seeds must be a sequence of integers, got None"
+    ):
+        retrain_effects(
+            model, X, y, [[0]], None, X[:1], y[:1], cache_dir=tmp_path / "c"
+        )
+    with pytest.raises(ValueError, match=r"X_test has no rows \(shape \(0, 12\)\)"):
+        retrain_effects(model, X, y, [[0]], [0], X[:0], y[:0], cache_dir=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"n_groups": 0}, "n_groups must be at least 1, got 0"),
+        ({"n_seeds": -1}, "n_seeds must be at least 1, got -1"),
+        ({"n_threads": 0}, "n_threads must be at least 1, got 0"),
+        ({"damping": "budgets"}, "damping must be a non-negative number, 'auto'"),
+        ({"damping": -2.0}, "damping must be finite and >= 0"),
+        ({"fraction": 1.5}, r"fraction must be in \(0, 1\]"),
+        ({"influence_dtype": "float16"}, "influence_dtype must be"),
+        ({"max_group_fraction": 0.001}, "min_group_fraction <= max_group_fraction"),
+    ],
+)
+def test_protocol_config_rejects_bad_values(changes, message):
+    with pytest.raises(ValueError, match=message):
+        ProtocolConfig.fast().with_changes(**changes)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--n-seeds", "0"], "n_seeds must be at least 1, got 0"),
+        (["--n-groups", "-3"], "n_groups must be at least 1, got -3"),
+        (["--threads", "0"], "n_threads must be at least 1, got 0"),
+        (["--data-home", "{tmp}/missing"], "--data-home .* is not a folder"),
+        (["--out", "{tmp}/a-file"], "--out .* is a file; pass a folder"),
+        (["--cache-dir", "{tmp}/a-file"], "--cache-dir .* is a file"),
+    ],
+)
+def test_command_line_rejects_bad_arguments_before_running(
+    tmp_path, monkeypatch, capsys, arguments, message
+):
+    def fail(*args, **kwargs):
+        raise AssertionError("the protocol started")
+
+    monkeypatch.setattr(command_line, "run_protocol", fail)
+    (tmp_path / "a-file").write_text("x")
+    arguments = [argument.format(tmp=tmp_path) for argument in arguments]
+    with pytest.raises(SystemExit) as exit_info:
+        command_line.main(["--fast", "--out", str(tmp_path / "out"), *arguments])
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_cache_separates_models_with_the_same_layout(data, tmp_path):
+    # Linear-ReLU-Linear and Linear-Tanh-Linear have the same parameter names
+    # and shapes; the second must not load the first one's retrainings.
+    X, y = data
+    config = RetrainConfig(n_epochs=1, batch_size=16, l2_strength=1.0)
+
+    def build(activation):
+        torch.manual_seed(0)
+        return torch.nn.Sequential(
+            torch.nn.Linear(N_FEATURES, 5), activation, torch.nn.Linear(5, N_CLASSES)
+        )
+
+    arguments = (X, y, [[0, 1]], [0], X[:2], y[:2], config)
+    retrain_effects(build(torch.nn.ReLU()), *arguments, cache_dir=tmp_path)
+    cached = retrain_effects(build(torch.nn.Tanh()), *arguments, cache_dir=tmp_path)
+    fresh = retrain_effects(build(torch.nn.Tanh()), *arguments)
+    np.testing.assert_array_equal(cached.test_loss, fresh.test_loss)
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_retrain_batched_rejects_mismatched_inputs(data, model):
+    X, y = data
+    config = RetrainConfig(n_epochs=1, batch_size=16, dtype="float64")
+    X64, labels = torch.as_tensor(X), torch.as_tensor(y)
+    masks = torch.ones(1, N_SAMPLES, dtype=torch.float64)
+    with pytest.raises(TypeError, match="X must be a torch.Tensor, got ndarray"):
+        retrain_batched(model, X, labels, masks, 0, config)
+    with pytest.raises(ValueError, match="X must be 2-D of dtype torch.float64"):
+        retrain_batched(model, X64.float(), labels, masks, 0, config)
+    # Shorter masks used to train silently on the first 119 rows only.
+    with pytest.raises(ValueError, match=r"got shape \(1, 119\)"):
+        retrain_batched(model, X64, labels, masks[:, :-1], 0, config)
+    with pytest.raises(ValueError, match="and dtype torch.float32"):
+        retrain_batched(model, X64, labels, masks.float(), 0, config)
+
+
+def test_frozen_parameters_rejected(data):
+    # The objective and the retraining cover every parameter, so a frozen one
+    # would be retrained anyway and then left out of param_change.
+    X, y = data
+    torch.manual_seed(0)
+    model = MLP(N_FEATURES, (4,), N_CLASSES)
+    model.features[0].bias.requires_grad_(False)
+    with pytest.raises(ValueError, match=r"requires_grad=False \(features.0.bias\)"):
+        TrainingObjective(model, X, y, l2_strength=1.0)
+    with pytest.raises(ValueError, match="requires_grad=False"):
+        retrain_effects(model, X, y, [[0]], [0], X[:1], y[:1])
+
+
+def test_duplicate_test_labels_and_huge_seeds_rejected(data, model):
+    X, y = data
+    with pytest.raises(ValueError, match="test_indices contains 4 more than once"):
+        retrain_effects(model, X, y, [[0]], [0], X[:2], y[:2], test_indices=[4, 4])
+    with pytest.raises(ValueError, match="larger than the int64 maximum"):
+        retrain_effects(model, X, y, [[0]], [2**64], X[:1], y[:1])
+
+
+def test_protocol_rejects_test_panel_larger_than_test_set(protocol_inputs, monkeypatch):
+    config, data, _ = protocol_inputs
+    small = ExperimentData(data.X, data.y, data.X_test[:2], data.y_test[:2], "", "")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("theta0 training started")
+
+    monkeypatch.setattr("influence_kit.nonconvex.protocol.train_theta0", fail)
+    with pytest.raises(ValueError, match="n_test_points=3 is larger than the 2 test"):
+        run_protocol(config, data=small)

@@ -84,7 +84,8 @@ def build_parser():
 
 def main(argv=None):
     """Run the protocol from command-line arguments; return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -102,8 +103,20 @@ def main(argv=None):
         changes["n_seeds"] = args.n_seeds
     if args.threads is not None:
         changes["n_threads"] = args.threads
-    config = config.with_changes(**changes)
+    try:
+        config = config.with_changes(**changes)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     cache_dir = args.cache_dir if args.cache_dir is not None else args.out / "cache"
+    # Checked before the run, which otherwise fails only when it first writes.
+    for option, folder in (("--out", args.out), ("--cache-dir", cache_dir)):
+        if folder.exists() and not folder.is_dir():
+            parser.error(f"{option} {folder} is a file; pass a folder")
+    if args.data_home is not None and not args.data_home.is_dir():
+        parser.error(
+            f"--data-home {args.data_home} is not a folder; pass the folder "
+            "that contains mnist/, or leave the option out"
+        )
 
     start = time.perf_counter()
     result = run_protocol(

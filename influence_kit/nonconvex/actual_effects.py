@@ -150,6 +150,11 @@ def check_seeds(seeds):
             f"seeds must be a sequence of integers, got the single integer {seeds}; "
             f"pass [{seeds}] or range({seeds})"
         )
+    if seeds is None or isinstance(seeds, (str, bytes)):
+        raise TypeError(
+            f"seeds must be a sequence of integers, got {seeds!r}; pass for "
+            "example [0, 1, 2] or range(3)"
+        )
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds is empty; pass at least one integer seed")
@@ -157,6 +162,12 @@ def check_seeds(seeds):
         check_integer(seed, f"seeds[{position}]", minimum=0)
         for position, seed in enumerate(seeds)
     ]
+    too_large = [seed for seed in values if seed > np.iinfo(np.int64).max]
+    if too_large:
+        raise ValueError(
+            f"seeds contains {too_large[0]}, larger than the int64 maximum "
+            f"{np.iinfo(np.int64).max}; pass smaller seeds"
+        )
     if len(set(values)) != len(values):
         repeated = next(seed for seed in values if values.count(seed) > 1)
         raise ValueError(
@@ -243,6 +254,12 @@ def retrain_effects(
             f"test_indices has shape {test_indices.shape} but X_test has "
             f"{X_test.shape[0]} rows; pass one label per test point"
         )
+    labels, counts = np.unique(test_indices, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(
+            f"test_indices contains {labels[counts > 1][0]} more than once, so "
+            "two quantities would share the name test_loss[...]; pass distinct labels"
+        )
 
     runner = _Runner(model, X, y, X_test, y_test, groups, config)
     runner.open_cache(cache_dir)
@@ -277,6 +294,9 @@ class _Runner:
         description = {
             "retrain_config": self.config.to_dict(),
             "model": type(self.model).__name__,
+            # The layers and activations, which the layout alone does not
+            # show: Linear-ReLU-Linear and Linear-Tanh-Linear share a layout.
+            "architecture": repr(self.model),
             "layout": [list(self.layout.names), list(self.layout.shapes)],
         }
         arrays = [self.theta0.numpy(), self.X64.numpy(), self.y.numpy()]

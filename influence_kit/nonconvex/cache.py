@@ -2,7 +2,7 @@
 
 Layout: ``<cache_dir>/<fingerprint>/<entry>.npz``, where the fingerprint is
 a SHA-256 digest of everything a retraining depends on (configuration,
-theta0, buffers, training and test data) and the entry name contains the group
+the model's ``repr``, theta0, buffers, training and test data) and the entry name contains the group
 digest and the seed. Each entry is written to a temporary file in the same
 folder and moved into place with :func:`os.replace`, so a reader sees either
 a whole entry or none, even after a crash mid-write.

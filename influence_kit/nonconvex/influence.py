@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from .._validation import check_integer, check_positive_float
+from .._validation import check_finite, check_integer, check_positive_float
 from ..exceptions import ConvergenceWarning, IndefiniteHessianWarning
 from ..hessian import batched_pcg
+from .objective import check_labels, check_model_input
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,36 @@ def resolve_damping(damping, estimate):
     return damping
 
 
+def _check_rhs(rhs, n_params, *, batch):
+    """Return ``rhs`` as finite float64 of shape (n_params,) or (n_params, k)."""
+    rhs = np.asarray(rhs, dtype=np.float64)
+    if batch and (rhs.ndim != 2 or rhs.shape[0] != n_params or rhs.shape[1] == 0):
+        raise ValueError(
+            f"rhs must have shape ({n_params}, k) with k >= 1, one column per "
+            f"system, got {rhs.shape}; use solve_damped for a single vector"
+        )
+    if not batch and rhs.shape != (n_params,):
+        raise ValueError(
+            f"rhs must have shape ({n_params},), got {rhs.shape}; use "
+            "solve_damped_batch for several right-hand sides"
+        )
+    check_finite(rhs, "rhs")
+    return rhs
+
+
+def _check_solver_settings(damping, rtol, maxiter):
+    """Return damping, rtol and maxiter checked for a conjugate-gradient solve."""
+    if isinstance(damping, str):
+        raise TypeError(
+            f"damping must be a number, got {damping!r}; resolve 'auto' first "
+            "with resolve_damping"
+        )
+    damping = check_positive_float(damping, "damping", allow_zero=True)
+    rtol = check_positive_float(rtol, "rtol")
+    maxiter = check_integer(maxiter, "maxiter", minimum=1)
+    return damping, rtol, maxiter
+
+
 @dataclass
 class SolveInfo:
     """Record of one conjugate-gradient solve: iterations and final residual."""
@@ -207,12 +238,20 @@ def solve_damped(objective, rhs, damping, *, rtol=1e-6, maxiter=1000):
     x : ndarray of shape (n_params,)
     info : SolveInfo
 
+    Raises
+    ------
+    ValueError, TypeError
+        For ``rhs`` of the wrong shape or with NaN or inf, a negative or
+        non-numeric ``damping``, ``rtol <= 0`` or ``maxiter < 1``.
+
     Warns
     -----
     ConvergenceWarning
         When ``maxiter`` iterations do not reach ``rtol``.
     """
     n_params = objective.n_params
+    rhs = _check_rhs(rhs, n_params, batch=False)
+    damping, rtol, maxiter = _check_solver_settings(damping, rtol, maxiter)
     operator = spla.LinearOperator(
         (n_params, n_params),
         matvec=lambda vector: objective.hvp(vector) + damping * np.ravel(vector),
@@ -223,7 +262,6 @@ def solve_damped(objective, rhs, damping, *, rtol=1e-6, maxiter=1000):
     def count(_):
         iterations[0] += 1
 
-    rhs = np.asarray(rhs, dtype=np.float64)
     solution, status = spla.cg(
         operator, rhs, rtol=rtol, atol=0.0, maxiter=maxiter, callback=count
     )
@@ -247,8 +285,8 @@ def solve_damped_batch(objective, rhs, damping, *, rtol=1e-6, maxiter=1000):
 
     Conjugate gradient on each column, the Hessian-vector products of all
     unfinished columns taken together with
-    :meth:`TrainingObjective.hvp_batch`. Same arguments and warnings as
-    :func:`solve_damped`, with ``rhs`` of shape (n_params, k).
+    :meth:`TrainingObjective.hvp_batch`. Same arguments, errors and warnings
+    as :func:`solve_damped`, with ``rhs`` of shape (n_params, k), k >= 1.
 
     Returns
     -------
@@ -256,7 +294,8 @@ def solve_damped_batch(objective, rhs, damping, *, rtol=1e-6, maxiter=1000):
     infos : list of SolveInfo
         One per column.
     """
-    rhs = np.asarray(rhs, dtype=np.float64)
+    rhs = _check_rhs(rhs, objective.n_params, batch=True)
+    damping, rtol, maxiter = _check_solver_settings(damping, rtol, maxiter)
 
     def apply_matrix(block, active):
         return objective.hvp_batch(block) + damping * block
@@ -264,9 +303,9 @@ def solve_damped_batch(objective, rhs, damping, *, rtol=1e-6, maxiter=1000):
     solution, converged, n_iterations = batched_pcg(
         apply_matrix, rhs, lambda block: block, rtol=rtol, maxiter=maxiter
     )
-    residuals = np.linalg.norm(
-        apply_matrix(solution, None) - rhs, axis=0
-    ) / np.maximum(np.linalg.norm(rhs, axis=0), np.finfo(float).tiny)
+    residuals = np.linalg.norm(apply_matrix(solution, None) - rhs, axis=0) / np.maximum(
+        np.linalg.norm(rhs, axis=0), np.finfo(float).tiny
+    )
     infos = [
         SolveInfo(int(count), float(residual), bool(done))
         for count, residual, done in zip(n_iterations, residuals, converged)
@@ -340,6 +379,9 @@ def predict_test_loss_influence(
     -------
     InfluencePrediction
     """
+    # Checked first, because the Lanczos estimate below can take minutes.
+    X_test = check_model_input(objective.model, X_test, "X_test")
+    y_test = check_labels(y_test, X_test.shape[0], objective.n_classes, "y_test")
     if eigenvalue is None:
         eigenvalue = smallest_eigenvalue(objective)
     damping = resolve_damping(damping, eigenvalue)

@@ -15,7 +15,14 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from .._validation import as_float_matrix, check_positive_float
+from .._validation import (
+    as_float_matrix,
+    as_float_vector,
+    as_group_indices,
+    check_finite,
+    check_integer,
+    check_positive_float,
+)
 
 
 @contextlib.contextmanager
@@ -90,7 +97,16 @@ def check_model_input(model, X, name="X"):
     The check runs one row through the model in eval mode, so it works for any
     architecture, and names the input size the model expects when known.
     """
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    if frozen:
+        raise ValueError(
+            f"the model has parameters with requires_grad=False ({', '.join(frozen)}), "
+            "but the objective, its Hessian and the retraining cover every "
+            "parameter; call requires_grad_(True) on them"
+        )
     X = as_float_matrix(X, name)
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has no rows (shape {X.shape}); pass at least one row")
     expected = getattr(model, "in_features", None)
     if expected is not None and expected != X.shape[1]:
         raise ValueError(
@@ -202,9 +218,22 @@ class TrainingObjective:
         }
         self.X = torch.as_tensor(X, dtype=dtype)
         self.y = torch.as_tensor(labels)
-        weights = np.ones(n_samples) if sample_weight is None else sample_weight
-        self.sample_weight = torch.as_tensor(np.asarray(weights), dtype=dtype)
-        self.chunk_size = chunk_size or n_samples
+        if sample_weight is None:
+            weights = np.ones(n_samples)
+        else:
+            weights = as_float_vector(sample_weight, "sample_weight", length=n_samples)
+        self.sample_weight = torch.as_tensor(weights, dtype=dtype)
+        if chunk_size is None:
+            chunk_size = n_samples
+        self.chunk_size = check_integer(chunk_size, "chunk_size", minimum=1)
+
+    @property
+    def n_classes(self):
+        """Number of logits the model outputs, int."""
+        with torch.no_grad(), eval_mode(self.model):
+            return self.model(self.X[:1].to(next(self.model.parameters()).dtype)).shape[
+                1
+            ]
 
     @property
     def n_samples(self):
@@ -262,7 +291,9 @@ class TrainingObjective:
         ever forming the Hessian.
         """
         tangent = self.layout.unflatten(
-            torch.as_tensor(np.asarray(vector, dtype=np.float64).ravel()).to(self.dtype)
+            torch.as_tensor(self._check_vectors(vector, "vector", batch=False)).to(
+                self.dtype
+            )
         )
         total = torch.zeros(self.n_params, dtype=self.dtype)
         with eval_mode(self.model):
@@ -283,11 +314,7 @@ class TrainingObjective:
         The same products as :meth:`hvp`, with ``vmap`` over the columns, so
         that k products share each pass over the data.
         """
-        vectors = np.asarray(vectors, dtype=np.float64)
-        if vectors.ndim != 2 or vectors.shape[0] != self.n_params:
-            raise ValueError(
-                f"vectors must have shape ({self.n_params}, k), got {vectors.shape}"
-            )
+        vectors = self._check_vectors(vectors, "vectors", batch=True)
         tangents = self.layout.unflatten(
             torch.as_tensor(np.ascontiguousarray(vectors.T)).to(self.dtype)
         )
@@ -306,13 +333,35 @@ class TrainingObjective:
                 total += self.layout.flatten(vmap(product)(tangents))
         return total.numpy().astype(np.float64).T
 
+    def _check_vectors(self, vectors, name, *, batch):
+        """Return finite float64 vectors of shape (n_params,) or (n_params, k)."""
+        vectors = np.asarray(vectors, dtype=np.float64)
+        n_params = self.n_params
+        if batch and (
+            vectors.ndim != 2 or vectors.shape[0] != n_params or vectors.shape[1] == 0
+        ):
+            raise ValueError(
+                f"{name} must have shape ({n_params}, k) with k >= 1, one column "
+                f"per vector, got {vectors.shape}"
+            )
+        if not batch and vectors.shape not in ((n_params,), (n_params, 1)):
+            raise ValueError(
+                f"{name} must have shape ({n_params},), got {vectors.shape}; use "
+                "hvp_batch for several vectors"
+            )
+        check_finite(vectors, name)
+        return vectors.ravel() if not batch else vectors
+
     def loss_gradients(self, X, y):
         """Return the gradient of each row's loss, ndarray of shape (n, n_params).
 
         Used for test points; memory is n * n_params numbers.
         """
-        X = torch.as_tensor(np.asarray(X), dtype=self.dtype)
-        y = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+        X = check_model_input(self.model, X, "X")
+        n_classes = self.n_classes
+        y = check_labels(y, X.shape[0], n_classes, "y")
+        X = torch.as_tensor(X, dtype=self.dtype)
+        y = torch.as_tensor(y)
 
         def row_loss(params, row, label):
             losses = per_example_losses(
@@ -325,8 +374,11 @@ class TrainingObjective:
         return self.layout.flatten(gradients).numpy().astype(np.float64)
 
     def group_gradient(self, indices):
-        """Return ``sum_{i in indices} w_i grad loss_i``, shape (n_params,)."""
-        indices = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        """Return ``sum_{i in indices} w_i grad loss_i``, shape (n_params,).
+
+        ``indices`` are distinct non-negative training rows or a boolean mask.
+        """
+        indices = torch.as_tensor(as_group_indices(indices, self.n_samples, "indices"))
         X, y = self.X[indices], self.y[indices]
         weights = self.sample_weight[indices]
         with eval_mode(self.model):
@@ -345,7 +397,7 @@ class TrainingObjective:
         ndarray of shape (n_samples, n_q)
             One forward-mode pass per direction gives all rows at once.
         """
-        directions = np.asarray(directions, dtype=np.float64)
+        directions = self._check_vectors(directions, "directions", batch=True)
         result = np.empty((self.n_samples, directions.shape[1]))
         with eval_mode(self.model):
             for q in range(directions.shape[1]):

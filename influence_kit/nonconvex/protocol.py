@@ -33,7 +33,7 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.model_selection import train_test_split
 
-from .._validation import check_integer
+from .._validation import check_integer, check_positive_float
 from ..datasets import load_mnist, load_mnist_or_digits
 from ..settings import FAST_MODE_VARIABLE, fast_mode
 from .actual_effects import retrain_effects
@@ -130,6 +130,59 @@ class ProtocolConfig:
     influence_dtype: str = "float64"
     predict_group_quantities: bool = True
     n_threads: object = None
+
+    def __post_init__(self):
+        # Checked here so that a bad value fails before data loading and the
+        # training of theta0, not minutes into a run.
+        fraction = check_positive_float(self.fraction, "fraction")
+        if fraction > 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        check_integer(self.data_seed, "data_seed", minimum=0)
+
+        for size in self.hidden_sizes:
+            check_integer(size, "hidden_sizes", minimum=1)
+        if not isinstance(self.theta0, TrainConfig):
+            raise TypeError(
+                f"theta0 must be a TrainConfig, got {type(self.theta0).__name__}"
+            )
+        if not isinstance(self.retrain, RetrainConfig):
+            raise TypeError(
+                f"retrain must be a RetrainConfig, got {type(self.retrain).__name__}"
+            )
+
+        check_integer(self.n_groups, "n_groups", minimum=1)
+        check_integer(self.n_seeds, "n_seeds", minimum=1)
+        check_integer(self.n_test_points, "n_test_points", minimum=1)
+        for count in self.cluster_counts:
+            check_integer(count, "cluster_counts", minimum=1)
+
+        low = check_positive_float(self.min_group_fraction, "min_group_fraction")
+        high = check_positive_float(self.max_group_fraction, "max_group_fraction")
+        if not low <= high <= 1:
+            raise ValueError(
+                f"need min_group_fraction <= max_group_fraction <= 1, got "
+                f"{low} and {high}; lower min_group_fraction or raise "
+                "max_group_fraction"
+            )
+        if isinstance(self.damping, str):
+            if self.damping not in ("auto", "budget"):
+                raise ValueError(
+                    "damping must be a non-negative number, 'auto' or 'budget', "
+                    f"got {self.damping!r}"
+                )
+        else:
+            check_positive_float(self.damping, "damping", allow_zero=True)
+
+        check_integer(self.lanczos_max_hvp, "lanczos_max_hvp", minimum=0)
+        check_positive_float(self.cg_rtol, "cg_rtol")
+        check_integer(self.cg_maxiter, "cg_maxiter", minimum=1)
+        if self.influence_dtype not in ("float32", "float64"):
+            raise ValueError(
+                "influence_dtype must be 'float32' or 'float64', got "
+                f"{self.influence_dtype!r}"
+            )
+        if self.n_threads is not None:
+            check_integer(self.n_threads, "n_threads", minimum=1)
 
     @classmethod
     def full(cls):
@@ -401,6 +454,12 @@ def _run(config, data, data_home, cache_dir, progress):
         data = load_experiment_data(config.fraction, config.data_seed, data_home)
     logger.info("%s", data.message)
     n_samples = data.y.size
+    n_test_all = len(data.y_test)
+    if config.n_test_points > n_test_all:
+        raise ValueError(
+            f"n_test_points={config.n_test_points} is larger than the "
+            f"{n_test_all} test points; lower n_test_points"
+        )
 
     model = train_theta0(
         data.X, data.y, config.theta0, hidden_sizes=config.hidden_sizes
