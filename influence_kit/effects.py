@@ -328,7 +328,8 @@ class GroupInfluence:
                 self.params,
                 groups,
                 sums,
-                self.preconditioner,
+                # The factor itself, so that products with H come from it.
+                self.solver if self.solver_name == "cholesky" else self.preconditioner,
                 group_chunk=group_chunk,
             )
             for position, indices in enumerate(groups.indices):

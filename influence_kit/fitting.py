@@ -444,6 +444,10 @@ def _newton_directions(
             directions[j] = -CholeskySolver(hessian, model.l2_strength).solve(grad[j])
         return directions
 
+    # The logits stay fixed during the inner solve, so their curvature
+    # (softmax probabilities for logistic regression) is computed once.
+    state = model.curvature_state(z)
+
     def apply_hessian(vectors, columns):
         return model.hvp_batch(
             data.design,
@@ -452,6 +456,7 @@ def _newton_directions(
             z[:, :, columns],
             data.mask,
             vectors,
+            state=None if state is None else state[:, :, columns],
         )
 
     # Forcing term of the truncated Newton method: a loose inner solve far

@@ -26,13 +26,18 @@ parameter change they are the norms of :math:`\Delta_G` and
 
 import numpy as np
 
-from .hessian import batched_pcg
+from .exceptions import SingularHessianError
+from .hessian import CholeskySolver, batched_pcg
 
 DEFAULT_CHUNK_SIZE = 1024
 DEFAULT_GROUP_CHUNK = 64
 # Relative residual of the conjugate-gradient solves behind the Newton
 # estimate; the solution error is at most about cond(H_-G) times this.
 NEWTON_RTOL = 1e-13
+# With a factored full-data Hessian, a group whose conjugate-gradient solve
+# has not converged after this many iterations gets its own factor of
+# H - H_G instead (see remaining_hessian_solver).
+GROUP_FACTOR_AFTER = 60
 
 
 def per_sample_residuals(data, params):
@@ -78,6 +83,72 @@ def group_gradient_sums(data, params, groups, chunk_size=DEFAULT_CHUNK_SIZE):
     return sums
 
 
+def group_hessian_product(data, z, indices, vectors):
+    """Return ``H_G @ vectors`` for the rows ``indices`` only, shape (n_params, k).
+
+    ``H_G`` is the weighted loss Hessian of the group's points (no penalty)
+    at the parameters whose logits are ``z`` (shape (n_samples, n_outputs)).
+    The cost is proportional to the group's size, not to ``n_samples``.
+    """
+    zero_mask = np.zeros(data.n_params)
+    return data.model.hvp_batch(
+        data.design[indices],
+        data.targets[indices],
+        data.weights[indices, None],
+        z[indices],
+        zero_mask,
+        vectors,
+    )
+
+
+def remaining_hessian_operator(data, z, solver, group_indices):
+    """Return ``apply(X, active)``: ``(H - H_G) X[:, j]`` for group ``active[j]``.
+
+    ``H`` is the full-data Hessian that ``solver`` (a :class:`CholeskySolver`)
+    factored, multiplied from its factor, and ``H_G`` is group G's part of it,
+    multiplied from the group's rows. This is the Hessian of the remaining
+    data at the same parameters, at ``2 n_params^2`` plus a group-sized
+    number of flops per column instead of a pass over all rows.
+    """
+
+    def apply(vectors, active):
+        result = solver.multiply(vectors)
+        for column, position in enumerate(active):
+            indices = group_indices[position]
+            if len(indices):
+                result[:, column] -= group_hessian_product(
+                    data, z, indices, vectors[:, column : column + 1]
+                )[:, 0]
+        return result
+
+    return apply
+
+
+def remaining_hessian_solver(data, params, solver, indices):
+    """Return a :class:`CholeskySolver` of ``H - H_G``, the remaining data's Hessian.
+
+    Built from the full-data factor (``solver``) and the group's rows, in
+    ``2 n_params^3 / 3`` plus a group-sized number of flops. Raises
+    :class:`SingularHessianError` when the remaining Hessian is singular.
+    """
+    model = data.model
+    # NOTE: for a moment this holds the full-data factor, the rebuilt
+    # Hessian and the group's dense Hessian, three n_params x n_params
+    # arrays (1.2 GB at 7,065 parameters).
+    remaining = solver.dense()
+    # The Hessian of the group's points with negated weights and no penalty
+    # is -H_G; adding it leaves H - H_G.
+    remaining += model.hessian(
+        data.design[indices],
+        data.targets[indices],
+        -data.weights[indices],
+        params,
+        data.n_outputs,
+        np.zeros(data.n_params),
+    )
+    return CholeskySolver(remaining, model.l2_strength, overwrite=True)
+
+
 def newton_steps(
     data, params, groups, group_sums, preconditioner, *, group_chunk=DEFAULT_GROUP_CHUNK
 ):
@@ -86,7 +157,20 @@ def newton_steps(
     Each system is solved by conjugate gradient on Hessian-vector products of
     the remaining data, preconditioned by ``preconditioner`` (an
     approximation of the full-data inverse Hessian), many groups at a time.
+
+    When ``preconditioner`` is the :class:`CholeskySolver` of the full-data
+    Hessian, the products with ``H - H_G`` come from its factor and the
+    group's rows (:func:`remaining_hessian_operator`) rather than from all
+    rows, and a group whose solve has not converged after
+    ``GROUP_FACTOR_AFTER`` iterations is solved with its own factor of
+    ``H - H_G`` as preconditioner. Every returned step meets the same
+    relative residual ``NEWTON_RTOL`` for the Hessian of the remaining data;
+    a step that does not is NaN.
     """
+    if isinstance(preconditioner, CholeskySolver):
+        return _newton_steps_factored(
+            data, params, groups, group_sums, preconditioner, group_chunk
+        )
     model = data.model
     z = model.logits(data.design, params, data.n_outputs)
     steps = np.empty_like(group_sums)
@@ -114,3 +198,153 @@ def newton_steps(
             solution[:, ~converged] = np.nan
         steps[positions] = solution.T
     return steps
+
+
+def _newton_steps_factored(data, params, groups, group_sums, solver, group_chunk):
+    """:func:`newton_steps` with products from the full-data factor."""
+    z = data.model.logits(data.design, params, data.n_outputs)
+    steps = np.empty_like(group_sums)
+    for start in range(0, len(groups), group_chunk):
+        positions = np.arange(start, min(start + group_chunk, len(groups)))
+        chunk_indices = [groups.indices[position] for position in positions]
+        rhs = np.ascontiguousarray(group_sums[positions].T)
+        solution, converged = _pcg_full_hessian_preconditioner(
+            data, z, solver, chunk_indices, rhs, NEWTON_RTOL, GROUP_FACTOR_AFTER
+        )
+        # The recurrence drifts from the true residual by the rounding of the
+        # factor's solves, so the true residual is checked with explicit
+        # products and conjugate gradient continues on them where needed.
+        apply_matrix = remaining_hessian_operator(data, z, solver, chunk_indices)
+        _continue_on_true_residual(apply_matrix, solver, rhs, solution, converged)
+        for column in np.flatnonzero(~converged):
+            solution[:, column] = _solve_with_group_factor(
+                data, params, z, solver, chunk_indices[column], rhs[:, column]
+            )
+        steps[positions] = solution.T
+    return steps
+
+
+def _continue_on_true_residual(apply_matrix, solver, rhs, solution, converged):
+    """Bring every converged column's true residual to ``NEWTON_RTOL``, in place.
+
+    The residual ``rhs - A solution`` of each converged column is computed
+    with explicit products. A column whose residual is above the tolerance
+    gets a conjugate-gradient correction on those products. When the
+    correction does not converge within ``GROUP_FACTOR_AFTER`` iterations,
+    the column is marked unconverged.
+    """
+    columns = np.flatnonzero(converged)
+    if columns.size == 0:
+        return
+    residual = rhs[:, columns] - apply_matrix(solution[:, columns], columns)
+    targets = NEWTON_RTOL * np.linalg.norm(rhs[:, columns], axis=0)
+    residual_norms = np.linalg.norm(residual, axis=0)
+    above = residual_norms > targets
+    if not above.any():
+        return
+    refine = columns[above]
+
+    def apply_refined(vectors, active):
+        return apply_matrix(vectors, refine[active])
+
+    correction, refined, _ = batched_pcg(
+        apply_refined,
+        residual[:, above],
+        solver.solve,
+        rtol=targets[above] / residual_norms[above],
+        maxiter=GROUP_FACTOR_AFTER,
+    )
+    solution[:, refine] += correction
+    converged[refine[~refined]] = False
+
+
+def _pcg_full_hessian_preconditioner(
+    data, z, solver, group_indices, rhs, rtol, maxiter
+):
+    """Conjugate gradient for ``(H - H_Gj) x_j = b_j`` with ``H^{-1}`` as preconditioner.
+
+    Because the preconditioner is the exact inverse of ``H``, the product
+    ``H p`` of each search direction follows from a recurrence instead of a
+    multiplication: with ``z = H^{-1} r`` and ``p_new = z + beta p``,
+    ``H p_new = r + beta H p``. Each iteration then costs one solve with the
+    factor and one product with the group's rows. Stops column j when the
+    recursively updated residual is at most ``rtol * ||b_j||``.
+
+    Returns
+    -------
+    solution : ndarray of shape (n_params, k)
+    converged : ndarray of bool, shape (k,)
+    """
+    k = rhs.shape[1]
+    solution = np.zeros_like(rhs)
+    residual = rhs.copy()
+    norms = np.linalg.norm(rhs, axis=0)
+    targets = rtol * norms
+    converged = norms == 0.0
+    active = np.flatnonzero(~converged)
+    if active.size == 0:
+        return solution, converged
+    preconditioned = solver.solve(residual[:, active])
+    direction = np.zeros_like(rhs)
+    direction[:, active] = preconditioned
+    # H @ direction, kept by the recurrence.
+    h_direction = np.zeros_like(rhs)
+    h_direction[:, active] = residual[:, active]
+    rz = np.zeros(k)
+    rz[active] = np.einsum("pk,pk->k", residual[:, active], preconditioned)
+    for _ in range(maxiter):
+        product = h_direction[:, active].copy()
+        for column, position in enumerate(active):
+            indices = group_indices[position]
+            if len(indices):
+                product[:, column] -= group_hessian_product(
+                    data, z, indices, direction[:, position : position + 1]
+                )[:, 0]
+        curvature = np.einsum("pk,pk->k", direction[:, active], product)
+        positive = curvature > 0
+        if not positive.all():
+            active, product, curvature = (
+                active[positive],
+                product[:, positive],
+                curvature[positive],
+            )
+            if active.size == 0:
+                break
+        alpha = rz[active] / curvature
+        solution[:, active] += alpha * direction[:, active]
+        residual[:, active] -= alpha * product
+        done = np.linalg.norm(residual[:, active], axis=0) <= targets[active]
+        converged[active[done]] = True
+        active = active[~done]
+        if active.size == 0:
+            break
+        preconditioned = solver.solve(residual[:, active])
+        rz_new = np.einsum("pk,pk->k", residual[:, active], preconditioned)
+        beta = rz_new / rz[active]
+        rz[active] = rz_new
+        direction[:, active] = preconditioned + beta * direction[:, active]
+        h_direction[:, active] = residual[:, active] + beta * h_direction[:, active]
+    return solution, converged
+
+
+def _solve_with_group_factor(data, params, z, solver, indices, rhs):
+    """Solve ``(H - H_G) x = rhs`` preconditioned by a factor of ``H - H_G``.
+
+    The conjugate-gradient iteration on the same operator as the batched
+    solve certifies the residual; with an exact preconditioner it stops
+    after one or two iterations. Returns NaN when ``H - H_G`` is singular
+    or the residual is not reached.
+    """
+    try:
+        group_solver = remaining_hessian_solver(data, params, solver, indices)
+    except SingularHessianError:
+        return np.full(rhs.shape, np.nan)
+    apply_matrix = remaining_hessian_operator(data, z, solver, [indices])
+    solution, converged, _ = batched_pcg(
+        apply_matrix,
+        rhs[:, None],
+        group_solver.solve,
+        rtol=NEWTON_RTOL,
+        maxiter=GROUP_FACTOR_AFTER,
+    )
+    return solution[:, 0] if converged[0] else np.full(rhs.shape, np.nan)

@@ -79,7 +79,8 @@ class GeneralisedLinearModel:
             )
 
     # Subclasses define n_outputs(n_classes), encode_targets, loss,
-    # residual, curvature and apply_curvature.
+    # residual, curvature, apply_curvature, curvature_state and
+    # apply_curvature_state.
 
     def design(self, X):
         """Return the design matrix: X with a column of ones when there is an intercept."""
@@ -171,12 +172,13 @@ class GeneralisedLinearModel:
         penalty = 0.5 * self.l2_strength * np.einsum("kp,kp->k", params * mask, params)
         return np.einsum("nk,nk->k", weights, self.loss(z, targets)) + penalty
 
-    def hvp_batch(self, design, targets, weights, z, mask, vectors):
+    def hvp_batch(self, design, targets, weights, z, mask, vectors, state=None):
         """Return ``H_j @ vectors[:, j]`` where ``H_j`` uses weights[:, j] and z.
 
         ``weights`` has shape (n_rows, k) or (n_rows, 1); ``z`` has shape
         (n_rows, n_outputs) or (n_rows, n_outputs, k); ``vectors`` has shape
-        (n_params, k).
+        (n_params, k). ``state``, when given, is ``curvature_state(z)``, so
+        that many products at the same logits compute it once.
         """
         n_rows, n_inputs = design.shape
         n_outputs = z.shape[1]
@@ -185,7 +187,10 @@ class GeneralisedLinearModel:
         projected = (design @ blocks.reshape(n_inputs, n_outputs * k)).reshape(
             n_rows, n_outputs, k
         )
-        curved = self.apply_curvature(z, targets, projected) * weights[:, None, :]
+        if state is None:
+            state = self.curvature_state(z)
+        curved = self.apply_curvature_state(state, targets, projected)
+        curved *= weights[:, None, :]
         back = design.T @ curved.reshape(n_rows, n_outputs * k)
         result = back.reshape(n_inputs, n_outputs, k).transpose(1, 0, 2)
         return result.reshape(n_outputs * n_inputs, k) + (
@@ -258,14 +263,25 @@ class LogisticRegression(GeneralisedLinearModel):
             "na,nb->nab", p, p
         )
 
+    def curvature_state(self, z):
+        """Return the free-class probabilities, shape (n_rows, n_outputs, k or 1).
+
+        ``z`` has shape (n_rows, n_outputs) or (n_rows, n_outputs, k). The
+        curvature of row i is ``diag(p_i) - p_i p_i^T`` for these ``p_i``.
+        """
+        p = self._free_probabilities(z)
+        return p[:, :, None] if p.ndim == 2 else p
+
     def apply_curvature(self, z, targets, vectors):
         """Return ``C_i @ vectors[i]`` for vectors of shape (n_rows, n_outputs, k).
 
         ``z`` has shape (n_rows, n_outputs) or (n_rows, n_outputs, k).
         """
-        p = self._free_probabilities(z)
-        if p.ndim == 2:
-            p = p[:, :, None]
+        return self.apply_curvature_state(self.curvature_state(z), targets, vectors)
+
+    def apply_curvature_state(self, state, targets, vectors):
+        """Return ``C_i @ vectors[i]`` from ``state = curvature_state(z)``."""
+        p = state
         scaled = p * vectors
         return scaled - p * scaled.sum(axis=1, keepdims=True)
 
@@ -325,6 +341,12 @@ class RidgeRegression(GeneralisedLinearModel):
         return np.ones((z.shape[0], 1, 1))
 
     def apply_curvature(self, z, targets, vectors):
+        return vectors
+
+    def curvature_state(self, z):
+        """Return None, because the squared error has unit curvature at every z."""
+
+    def apply_curvature_state(self, state, targets, vectors):
         return vectors
 
 

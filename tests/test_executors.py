@@ -14,6 +14,7 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import pickle
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -28,6 +29,7 @@ from influence_kit import (
     ParamChange,
     SelfLoss,
     TestLoss,
+    retrain,
 )
 
 distributed = pytest.importorskip("distributed")
@@ -203,4 +205,54 @@ def test_killed_worker_loses_no_result(single_threaded_blas, dask_client):
         assert transitions.index(("processing", "released")) < transitions.index(
             ("processing", "memory")
         ), key
+    assert_same_effects(clustered, serial)
+
+
+def test_process_pool_reads_shared_problem_once_per_process(problem):
+    # A process pool gets a small stand-in that names a file containing the
+    # shared problem. Each worker reads the file once and keeps the result.
+    engine = problem[0]
+    shared_problem = retrain.RefitProblem(
+        engine.data, engine.params, engine.preconditioner, engine.tol, engine.max_iter
+    )
+    with ProcessPoolExecutor(
+        max_workers=2, mp_context=multiprocessing.get_context("spawn")
+    ) as executor:
+        stand_in, cleanup = retrain._share(shared_problem, executor)
+        assert len(pickle.dumps(stand_in)) < 1000 < len(pickle.dumps(shared_problem))
+        seen = list(executor.map(_loaded_identity, [stand_in] * 12))
+        cleanup()
+    assert not os.path.exists(stand_in.path)
+    # One object per process, whatever the number of tasks it ran.
+    by_process = {}
+    for pid, identity, n_params in seen:
+        by_process.setdefault(pid, set()).add(identity)
+        assert n_params == engine.data.n_params
+    assert all(len(identities) == 1 for identities in by_process.values())
+
+
+def _loaded_identity(stand_in):
+    loaded = stand_in.load()
+    return os.getpid(), id(loaded), loaded.data.n_params
+
+
+def test_dask_scatters_shared_problem_once(problem, dask_client, monkeypatch):
+    engine, groups, quantities, serial = problem
+    calls = []
+    scatter = dask_client.scatter
+
+    def counting_scatter(data, **kwargs):
+        calls.append((type(data).__name__, kwargs.get("broadcast")))
+        return scatter(data, **kwargs)
+
+    monkeypatch.setattr(dask_client, "scatter", counting_scatter)
+    clustered = engine.effects(
+        groups,
+        quantities,
+        estimators=("actual",),
+        refit_chunk=REFIT_CHUNK,
+        executor=dask_client.get_executor(),
+    )
+    # 16 groups in chunks of 3 make 6 tasks, and one scatter serves them all.
+    assert calls == [("RefitProblem", True)]
     assert_same_effects(clustered, serial)

@@ -18,6 +18,8 @@ Hessian-vector batch   ``4 n d m k`` (project, then back)
 dense Hessian          ``m (m + 1) / 2`` blocks of ``2 n d^2``
 Cholesky factor        ``p^3 / 3``
 Cholesky solve         ``2 p^2`` per right-hand side
+product from factor    ``2 p^2`` per right-hand side
+Hessian from factor    ``p^3 / 3``
 =====================  ==============================================
 
 Element-wise work (softmax, curvature, line-search bookkeeping) is not
@@ -57,10 +59,10 @@ class CountingLogisticRegression(LogisticRegression):
         FLOPS["gradient"] += 2 * n_rows * n_inputs * z.shape[1] * z.shape[2]
         return super().gradient_batch(design, targets, weights, z, params, mask)
 
-    def hvp_batch(self, design, targets, weights, z, mask, vectors):
+    def hvp_batch(self, design, targets, weights, z, mask, vectors, state=None):
         n_rows, n_inputs = design.shape
         FLOPS["hvp"] += 4 * n_rows * n_inputs * z.shape[1] * vectors.shape[1]
-        return super().hvp_batch(design, targets, weights, z, mask, vectors)
+        return super().hvp_batch(design, targets, weights, z, mask, vectors, state)
 
     def hessian(self, design, targets, weights, params, n_outputs, mask):
         n_rows, n_inputs = design.shape
@@ -83,6 +85,14 @@ class CountingCholeskySolver(CholeskySolver):
     def whiten(self, rhs):
         FLOPS["solve"] += self.n_params**2 * _n_columns(rhs)
         return super().whiten(rhs)
+
+    def multiply(self, rhs):
+        FLOPS["multiply"] += 2 * self.n_params**2 * _n_columns(rhs)
+        return super().multiply(rhs)
+
+    def dense(self):
+        FLOPS["dense"] += self.n_params**3 // 3
+        return super().dense()
 
 
 def _n_columns(rhs):

@@ -37,9 +37,9 @@ import problems
 # Rows per batch for the torch libraries: small enough that pyDVL's
 # per-batch Hessian (vectorised over every parameter) fits in memory.
 TORCH_BATCH_SIZE = 256
-# Refitting one group of the multinomial problem took 9 s on 2 shared
-# cores, so only a seeded random sample of its groups is refitted.
-ACTUAL_SAMPLE = {"multinomial": 50, "binary": None}
+# Groups refitted for the actual effects: None refits all of them, a number
+# refits a seeded random sample of that size.
+ACTUAL_SAMPLE = {"multinomial": None, "binary": None}
 
 
 def peak_memory_gb():

@@ -25,6 +25,7 @@ distance matrix, 60,000 * 59,999 / 2 doubles (14.4 GB).
 import argparse
 import json
 import os
+import pickle
 import platform
 import resource
 import sys
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "libraries"))
 
 import flops
 
+import influence_kit.influence
 from influence_kit import GroupInfluence, TestLoss
 from influence_kit.datasets import load_mnist
 from influence_kit.group_generators import MIXED_TYPES, mixed_groups
@@ -131,38 +133,8 @@ def run_actual(engine, groups, quantities, recorder, args):
     )
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="benchmarks/scale/results/full_mnist.jsonl")
-    parser.add_argument("--n-groups", type=int, default=1000)
-    parser.add_argument(
-        "--estimators",
-        nargs="+",
-        default=["first_order", "newton", "actual"],
-        choices=["first_order", "newton", "actual"],
-    )
-    parser.add_argument(
-        "--actual-budget",
-        type=float,
-        default=None,
-        help="seconds of refitting after which the run stops and estimates the rest",
-    )
-    parser.add_argument("--slice", type=int, default=32, help="groups per refit call")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    recorder = Recorder(args.output)
-    recorder.write(
-        "start",
-        python=platform.python_version(),
-        numpy=np.__version__,
-        cpu_count=os.cpu_count(),
-        gemm=flops.measure_gemm_rate(),
-    )
-    (X, y, X_test, y_test), seconds = timed(load_full_mnist)
-    recorder.write("load", seconds=round(seconds, 1), n_samples=X.shape[0])
-
-    flops.install()
+def fit_and_group(X, y, X_test, y_test, recorder, args):
+    """Fit the engine and draw the groups, recording both phases."""
     model = flops.CountingLogisticRegression(l2_strength=L2_STRENGTH)
     engine, seconds = timed(GroupInfluence, model, X, y)
     recorder.write(
@@ -195,9 +167,88 @@ def main(argv=None):
         types=sorted(set(groups.types)),
     )
 
+    return engine, groups
+
+
+def count_group_factors():
+    """Record the size of each group that the Newton estimate factors on its own."""
+    sizes = []
+    original = influence_kit.influence.remaining_hessian_solver
+
+    def counting(data, params, solver, indices):
+        sizes.append(len(indices))
+        return original(data, params, solver, indices)
+
+    influence_kit.influence.remaining_hessian_solver = counting
+    return sizes
+
+
+def _read_cache(path):
+    with path.open("rb") as stream:
+        return pickle.load(stream)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="benchmarks/scale/results/full_mnist.jsonl")
+    parser.add_argument("--n-groups", type=int, default=1000)
+    parser.add_argument(
+        "--estimators",
+        nargs="+",
+        default=["first_order", "newton", "actual"],
+        choices=["first_order", "newton", "actual"],
+    )
+    parser.add_argument(
+        "--actual-budget",
+        type=float,
+        default=None,
+        help="seconds of refitting after which the run stops and estimates the rest",
+    )
+    parser.add_argument("--slice", type=int, default=32, help="groups per refit call")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--engine-cache",
+        type=Path,
+        default=None,
+        help="pickle of the fitted engine and the groups: written after the "
+        "groups phase when missing, read instead of fitting when present "
+        "(keep it outside the project: it holds the training data)",
+    )
+    args = parser.parse_args(argv)
+
+    recorder = Recorder(args.output)
+    recorder.write(
+        "start",
+        python=platform.python_version(),
+        numpy=np.__version__,
+        cpu_count=os.cpu_count(),
+        gemm=flops.measure_gemm_rate(),
+    )
+    (X, y, X_test, y_test), seconds = timed(load_full_mnist)
+    recorder.write("load", seconds=round(seconds, 1), n_samples=X.shape[0])
+
+    flops.install()
+    if args.engine_cache is not None and args.engine_cache.exists():
+        (engine, groups), seconds = timed(_read_cache, args.engine_cache)
+        recorder.write(
+            "engine_from_cache",
+            seconds=round(seconds, 1),
+            path=str(args.engine_cache),
+            n_params=engine.data.n_params,
+            certificate=engine.fit_result.certificate.message,
+            n_groups=len(groups),
+        )
+    else:
+        engine, groups = fit_and_group(X, y, X_test, y_test, recorder, args)
+        if args.engine_cache is not None:
+            with args.engine_cache.open("wb") as stream:
+                pickle.dump((engine, groups), stream, protocol=5)
+
     quantities = [TestLoss(X_test, y_test)]
+    group_factors = count_group_factors()
     for estimator in ("first_order", "newton"):
         if estimator in args.estimators:
+            group_factors.clear()
             effects, seconds = timed(
                 engine.effects, groups, quantities, estimators=(estimator,)
             )
@@ -206,6 +257,7 @@ def main(argv=None):
                 estimator,
                 seconds=round(seconds, 1),
                 n_nan=int(np.isnan(values).sum()),
+                group_factors=len(group_factors),
                 flops=flops.take_count(),
             )
     if "actual" in args.estimators:
