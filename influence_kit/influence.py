@@ -132,19 +132,18 @@ def remaining_hessian_solver(data, params, solver, indices):
     :class:`SingularHessianError` when the remaining Hessian is singular.
     """
     model = data.model
-    # NOTE: for a moment this holds the full-data factor, the rebuilt
-    # Hessian and the group's dense Hessian, three n_params x n_params
-    # arrays (1.2 GB at 7,065 parameters).
     remaining = solver.dense()
     # The Hessian of the group's points with negated weights and no penalty
-    # is -H_G; adding it leaves H - H_G.
-    remaining += model.hessian(
+    # is -H_G; adding it in place leaves H - H_G, with two dense arrays held
+    # at a time (the factor and this one), not three.
+    model.hessian(
         data.design[indices],
         data.targets[indices],
         -data.weights[indices],
         params,
         data.n_outputs,
         np.zeros(data.n_params),
+        out=remaining,
     )
     return CholeskySolver(remaining, model.l2_strength, overwrite=True)
 

@@ -114,24 +114,35 @@ class GeneralisedLinearModel:
         r = self.residual(z, targets) * weights[:, None]
         return (r.T @ design).ravel() + self.l2_strength * mask * params
 
-    def hessian(self, design, targets, weights, params, n_outputs, mask):
+    def hessian(self, design, targets, weights, params, n_outputs, mask, out=None):
         """Return the dense Hessian of the training objective, (n_params, n_params).
 
         The block for outputs (a, b) is ``design.T @ diag(w * C[:, a, b]) @ design``
-        with ``C`` the per-point curvature of the loss in z.
+        with ``C`` the per-point curvature of the loss in z. With ``out``, an
+        array of that shape, the Hessian is added into ``out`` in place and
+        ``out`` is returned, so no second dense matrix is allocated.
         """
         z = self.logits(design, params, n_outputs)
         curvature = self.curvature(z, targets) * weights[:, None, None]
         n_inputs = design.shape[1]
-        hessian = np.empty((n_outputs * n_inputs, n_outputs * n_inputs))
+        size = n_outputs * n_inputs
+        if out is None:
+            hessian = np.zeros((size, size))
+        elif out.shape != (size, size):
+            raise ValueError(
+                f"out has shape {out.shape}, expected ({size}, {size}) for "
+                f"{n_outputs} outputs and {n_inputs} inputs"
+            )
+        else:
+            hessian = out
         for a in range(n_outputs):
             rows = slice(a * n_inputs, (a + 1) * n_inputs)
             for b in range(a, n_outputs):
                 columns = slice(b * n_inputs, (b + 1) * n_inputs)
                 block = _weighted_gram(design, curvature[:, a, b])
-                hessian[rows, columns] = block
+                hessian[rows, columns] += block
                 if b != a:
-                    hessian[columns, rows] = block.T
+                    hessian[columns, rows] += block.T
         hessian[np.diag_indices_from(hessian)] += self.l2_strength * mask
         return hessian
 

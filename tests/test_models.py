@@ -78,6 +78,20 @@ def test_hessian_matches_finite_differences(model, n_classes):
 
 
 @pytest.mark.parametrize(("model", "n_classes"), CASES)
+def test_hessian_adds_into_out_in_place(model, n_classes):
+    data, params = make_problem(model, n_classes)
+    args = (data.design, data.targets, data.weights, params, data.n_outputs, data.mask)
+    hessian = model.hessian(*args)
+    start = np.random.default_rng(2).normal(size=hessian.shape)
+    out = start.copy()
+    returned = model.hessian(*args, out=out)
+    assert returned is out
+    np.testing.assert_allclose(out, start + hessian, rtol=1e-14, atol=1e-14)
+    with pytest.raises(ValueError, match="out has shape"):
+        model.hessian(*args, out=np.zeros((1, 1)))
+
+
+@pytest.mark.parametrize(("model", "n_classes"), CASES)
 def test_hvp_equals_dense_hessian_product(model, n_classes):
     data, params = make_problem(model, n_classes)
     vectors = np.random.default_rng(1).normal(size=(data.n_params, 3))
