@@ -7,6 +7,7 @@ Hessians and long retrainings give exact references in well under a minute.
 import json
 import re
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -42,6 +43,7 @@ from influence_kit.nonconvex.objective import ParamLayout
 from influence_kit.nonconvex.protocol import (
     ExperimentData,
     ProtocolConfig,
+    json_ready,
     run_protocol,
 )
 from influence_kit.nonconvex.widgets import EffectExplorer
@@ -750,6 +752,30 @@ def test_protocol_rerun_loads_everything_from_cache(
     assert rerun.damping == protocol_result.damping
 
 
+def test_prediction_cache_keyed_by_test_values(protocol_inputs, protocol_result):
+    # Same training data and panel rows, but one panel image changed: the
+    # cached predictions of the old image must not come back.
+    config, data, cache_dir = protocol_inputs
+    rows = protocol_result.test_indices
+    X_test = data.X_test.copy()
+    X_test[rows[1]] = data.X_test[rows[2]]
+    y_test = data.y_test.copy()
+    y_test[rows[1]] = data.y_test[rows[2]]
+    changed = replace(data, X_test=X_test, y_test=y_test)
+    cached = run_protocol(config, data=changed, cache_dir=cache_dir)
+    np.testing.assert_array_equal(cached.test_indices, rows)
+    fresh = run_protocol(config, data=changed, cache_dir=None)
+    np.testing.assert_allclose(
+        cached.predicted_test_loss, fresh.predicted_test_loss, rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        cached.predicted_test_loss[:, 1], cached.predicted_test_loss[:, 2], rtol=1e-8
+    )
+    assert not np.allclose(
+        cached.predicted_test_loss[:, 1], protocol_result.predicted_test_loss[:, 1]
+    )
+
+
 def test_protocol_result_summary_and_files(protocol_result, tmp_path):
     result = protocol_result
     summary = result.summary()
@@ -760,10 +786,26 @@ def test_protocol_result_summary_and_files(protocol_result, tmp_path):
     table = result.table()
     assert table["predicted"].notna().all()
     result.save(tmp_path)
-    saved = json.loads((tmp_path / "summary.json").read_text())
+
+    def reject(constant):
+        raise AssertionError(f"summary.json contains {constant}, which is invalid JSON")
+
+    text = (tmp_path / "summary.json").read_text()
+    saved = json.loads(text, parse_constant=reject)
     assert saved["main_quantity"] == result.main_quantity
+    written = saved["summaries"][result.main_quantity]["smallest_eigenvalue"]
+    if np.isnan(result.eigenvalue.value):
+        assert written is None
+    else:
+        assert written == result.eigenvalue.value
     assert (tmp_path / "predicted_vs_actual.png").stat().st_size > 10_000
     assert (tmp_path / "table.csv").exists()
+
+
+def test_json_ready_replaces_non_finite_numbers():
+    report = {"a": float("nan"), "b": [np.float64(np.inf), 1.5], "c": ("x", -np.inf)}
+    assert json_ready(report) == {"a": None, "b": [None, 1.5], "c": ["x", None]}
+    assert json_ready(2.0) == 2.0
 
 
 def test_fast_mode_from_environment():

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .protocol import FAST_ENV_VAR, ProtocolConfig, run_protocol
+from .protocol import FAST_ENV_VAR, ProtocolConfig, json_ready, run_protocol
 
 
 def build_parser():
@@ -128,7 +128,7 @@ def main(argv=None):
     elapsed = time.perf_counter() - start
     result.timings["total"] = elapsed
     result.save(args.out)
-    json.dump(result.summary(), sys.stdout, indent=1)
+    json.dump(json_ready(result.summary()), sys.stdout, indent=1, allow_nan=False)
     print(f"\nwrote {args.out} in {elapsed:.0f} s")
     return 0
 

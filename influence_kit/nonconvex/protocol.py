@@ -56,6 +56,23 @@ logger = logging.getLogger(__name__)
 FAST_ENV_VAR = FAST_MODE_VARIABLE
 
 
+def json_ready(value):
+    """Return ``value`` with every NaN or infinite float replaced by None.
+
+    Standard JSON has no NaN, so a number that was not computed (the smallest
+    eigenvalue when the estimate is skipped, a correlation of constant
+    effects) is written as ``null`` instead. Dicts, lists and tuples are
+    walked; everything else is returned unchanged.
+    """
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
+
+
 def fast_mode_requested(environ=None):
     """Return True when ``INFLUENCE_KIT_FAST`` switches fast mode on.
 
@@ -401,7 +418,7 @@ class ProtocolResult:
             "torch": torch.__version__,
             "numpy": np.__version__,
         }
-        text = json.dumps(report, indent=1, default=str)
+        text = json.dumps(json_ready(report), indent=1, default=str, allow_nan=False)
         (directory / "summary.json").write_text(text)
         figure = self.plot()
         figure.savefig(directory / "predicted_vs_actual.png", dpi=120)
@@ -490,7 +507,9 @@ def _run(config, data, data_home, cache_dir, progress):
     objective = TrainingObjective(
         model, data.X, data.y, l2_strength=config.theta0.l2_strength, dtype=dtype
     )
-    store = _prediction_store(config, objective, test_indices, cache_dir)
+    store = _prediction_store(
+        config, objective, test_indices, X_panel, y_panel, cache_dir
+    )
     clock = time.perf_counter()
     eigenvalue, damping, scores = _predict_test_losses(
         config, objective, X_panel, y_panel, store
@@ -540,14 +559,20 @@ def _run(config, data, data_home, cache_dir, progress):
     )
 
 
-def _prediction_store(config, objective, test_indices, cache_dir):
-    """Return a cache of the predictions of this config and theta0, or None."""
+def _prediction_store(config, objective, test_indices, X_panel, y_panel, cache_dir):
+    """Return a cache of the predictions of this config, theta0 and test panel.
+
+    The key contains the panel's values as well as its row numbers, so a
+    different test set with the same rows chosen does not reuse predictions.
+    Returns None without a cache folder.
+    """
     if cache_dir is None:
         return None
     settings = config.to_dict()
     settings.pop("n_seeds")
     arrays = [objective.flat_params, objective.X.numpy(), objective.y.numpy()]
-    key = fingerprint({"predictions": settings}, [*arrays, test_indices])
+    panel = [test_indices, np.asarray(X_panel), np.asarray(y_panel)]
+    key = fingerprint({"predictions": settings}, [*arrays, *panel])
     return RetrainCache(cache_dir, key, {"predictions": settings})
 
 
