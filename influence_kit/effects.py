@@ -174,7 +174,7 @@ class GroupInfluence:
                 data.n_outputs,
                 data.mask,
             )
-            self.solver = CholeskySolver(hessian, model.l2_strength)
+            self.solver = CholeskySolver(hessian, model.l2_strength, overwrite=True)
             self.preconditioner = self.solver.solve
         else:
             self.solver = ConjugateGradientSolver(

@@ -441,7 +441,8 @@ def _newton_directions(
                 data.n_outputs,
                 data.mask,
             )
-            directions[j] = -CholeskySolver(hessian, model.l2_strength).solve(grad[j])
+            solver = CholeskySolver(hessian, model.l2_strength, overwrite=True)
+            directions[j] = -solver.solve(grad[j])
         return directions
 
     # The logits stay fixed during the inner solve, so their curvature

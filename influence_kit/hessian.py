@@ -31,6 +31,19 @@ def _singular_message(detail, l2_strength):
     )
 
 
+def _one_norm(matrix, block_size=512):
+    """Return the 1-norm of a matrix (largest column sum of absolute values).
+
+    Columns are summed a block at a time, so the absolute values never take
+    a second dense array the size of ``matrix``.
+    """
+    sums = np.empty(matrix.shape[1])
+    for start in range(0, matrix.shape[1], block_size):
+        block = matrix[:, start : start + block_size]
+        sums[start : start + block.shape[1]] = np.abs(block).sum(axis=0)
+    return float(sums.max())
+
+
 class CholeskySolver:
     """Exact solves with a dense positive definite Hessian, factored once.
 
@@ -68,7 +81,7 @@ class CholeskySolver:
         else:
             scaled = hessian * self.scale[:, None]
         scaled *= self.scale[None, :]
-        norm = np.abs(scaled).sum(axis=0).max()
+        norm = _one_norm(scaled)
         try:
             self.factor = scipy.linalg.cho_factor(
                 scaled, lower=True, overwrite_a=overwrite, check_finite=False

@@ -14,7 +14,7 @@ from scipy.optimize import minimize
 
 from influence_kit import GroupInfluence, LogisticRegression, ParamChange, influence
 from influence_kit.groups import GroupSet
-from influence_kit.hessian import CholeskySolver
+from influence_kit.hessian import CholeskySolver, _one_norm
 from influence_kit.influence import group_gradient_sums, newton_steps
 
 L2 = 0.5
@@ -95,6 +95,21 @@ def test_factor_multiply_and_dense_reproduce_the_matrix():
     np.testing.assert_allclose(
         in_place.solve(vectors), np.linalg.solve(H, vectors), rtol=1e-10
     )
+
+
+@pytest.mark.parametrize("n_columns", [1, 7, 8, 9, 20])
+def test_blocked_one_norm_matches_numpy(n_columns):
+    # Block size 8, so the column counts cover one partial block, exact
+    # blocks and a partial last block.
+    matrix = np.random.default_rng(n_columns).normal(size=(6, n_columns))
+    expected = np.linalg.norm(matrix, ord=1)
+    assert _one_norm(matrix, block_size=8) == pytest.approx(expected, rel=1e-15)
+
+
+def test_blocked_one_norm_propagates_nan():
+    matrix = np.eye(20)
+    matrix[3, 17] = np.nan
+    assert np.isnan(_one_norm(matrix, block_size=8))
 
 
 @pytest.mark.parametrize("factor_after", [influence.GROUP_FACTOR_AFTER, 1])
