@@ -802,6 +802,23 @@ def test_protocol_result_summary_and_files(protocol_result, tmp_path):
     assert (tmp_path / "table.csv").exists()
 
 
+def test_command_line_prints_only_json_to_stdout(
+    protocol_result, tmp_path, monkeypatch, capsys
+):
+    def finished_run(*args, **kwargs):
+        return replace(protocol_result, timings=dict(protocol_result.timings))
+
+    monkeypatch.setattr(command_line, "run_protocol", finished_run)
+    out = tmp_path / "out"
+    assert command_line.main(["--fast", "--out", str(out), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["n_groups"] == len(protocol_result.groups)
+    assert summary["quantity"] == protocol_result.main_quantity
+    assert f"wrote {out}" in captured.err
+    assert (out / "summary.json").exists()
+
+
 def test_json_ready_replaces_non_finite_numbers():
     report = {"a": float("nan"), "b": [np.float64(np.inf), 1.5], "c": ("x", -np.inf)}
     assert json_ready(report) == {"a": None, "b": [None, 1.5], "c": ["x", None]}
@@ -1311,3 +1328,60 @@ def test_protocol_rejects_test_panel_larger_than_test_set(protocol_inputs, monke
     monkeypatch.setattr("influence_kit.nonconvex.protocol.train_theta0", fail)
     with pytest.raises(ValueError, match="n_test_points=3 is larger than the 2 test"):
         run_protocol(config, data=small)
+
+
+def test_protocol_accepts_int32_labels(protocol_inputs, protocol_result):
+    config, data, _ = protocol_inputs
+    narrow = replace(
+        data, y=data.y.astype(np.int32), y_test=data.y_test.astype(np.int32)
+    )
+    result = run_protocol(config, data=narrow)
+    np.testing.assert_array_equal(result.test_indices, protocol_result.test_indices)
+    np.testing.assert_allclose(
+        result.predicted_test_loss, protocol_result.predicted_test_loss, rtol=1e-10
+    )
+    np.testing.assert_array_equal(
+        result.actual.test_loss, protocol_result.actual.test_loss
+    )
+
+
+def _float_labels(data):
+    return replace(data, y_test=data.y_test.astype(float))
+
+
+def _label_ten(data):
+    y_test = data.y_test.copy()
+    y_test[4] = 10
+    return replace(data, y_test=y_test)
+
+
+def _narrow_test_images(data):
+    return replace(data, X_test=data.X_test[:, :-1])
+
+
+def _nan_pixel(data):
+    X = data.X.copy()
+    X[7, 2] = np.nan
+    return replace(data, X=X)
+
+
+@pytest.mark.parametrize(
+    "corrupt, error, message",
+    [
+        (_float_labels, TypeError, r"data.y_test must contain integer class labels"),
+        (_label_ten, ValueError, r"data.y_test contains the label 10"),
+        (_narrow_test_images, ValueError, r"data.X_test has shape \(60, 11\)"),
+        (_nan_pixel, ValueError, r"data.X"),
+    ],
+)
+def test_protocol_rejects_bad_data_before_training(
+    protocol_inputs, monkeypatch, corrupt, error, message
+):
+    config, data, _ = protocol_inputs
+
+    def fail(*args, **kwargs):
+        raise AssertionError("theta0 training started")
+
+    monkeypatch.setattr("influence_kit.nonconvex.protocol.train_theta0", fail)
+    with pytest.raises(error, match=message):
+        run_protocol(config, data=corrupt(data))

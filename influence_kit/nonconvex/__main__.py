@@ -128,8 +128,10 @@ def main(argv=None):
     elapsed = time.perf_counter() - start
     result.timings["total"] = elapsed
     result.save(args.out)
+    # Only the summary goes to stdout, so a JSON reader can take it from a pipe.
     json.dump(json_ready(result.summary()), sys.stdout, indent=1, allow_nan=False)
-    print(f"\nwrote {args.out} in {elapsed:.0f} s")
+    print()
+    print(f"wrote {args.out} in {elapsed:.0f} s", file=sys.stderr)
     return 0
 
 

@@ -33,7 +33,7 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.model_selection import train_test_split
 
-from .._validation import check_integer, check_positive_float
+from .._validation import as_float_matrix, check_integer, check_positive_float
 from ..datasets import load_mnist, load_mnist_or_digits
 from ..settings import FAST_MODE_VARIABLE, fast_mode
 from .actual_effects import retrain_effects
@@ -48,12 +48,15 @@ from .influence import (
     smallest_eigenvalue,
 )
 from .mlp import TrainConfig, train_theta0
-from .objective import TrainingObjective
+from .objective import TrainingObjective, check_labels
 from .retrain import RetrainConfig
 
 logger = logging.getLogger(__name__)
 
 FAST_ENV_VAR = FAST_MODE_VARIABLE
+
+# The MLP has one output per digit, for MNIST and for the digits fallback.
+N_CLASSES = 10
 
 
 def json_ready(value):
@@ -470,6 +473,7 @@ def _run(config, data, data_home, cache_dir, progress):
     if data is None:
         data = load_experiment_data(config.fraction, config.data_seed, data_home)
     logger.info("%s", data.message)
+    data = _check_experiment_data(data, N_CLASSES)
     n_samples = data.y.size
     n_test_all = len(data.y_test)
     if config.n_test_points > n_test_all:
@@ -479,7 +483,11 @@ def _run(config, data, data_home, cache_dir, progress):
         )
 
     model = train_theta0(
-        data.X, data.y, config.theta0, hidden_sizes=config.hidden_sizes
+        data.X,
+        data.y,
+        config.theta0,
+        hidden_sizes=config.hidden_sizes,
+        n_classes=N_CLASSES,
     )
     timings["theta0"] = time.perf_counter() - clock
     with torch.no_grad():
@@ -557,6 +565,26 @@ def _run(config, data, data_home, cache_dir, progress):
         actual=actual,
         timings=timings,
     )
+
+
+def _check_experiment_data(data, n_classes):
+    """Return ``data`` with int64 labels, or raise naming the first problem.
+
+    Runs before theta0 is trained, so bad data costs no training time. The
+    feature arrays are checked (2-D, numeric, finite, equal column counts)
+    but returned unchanged.
+    """
+    X = as_float_matrix(data.X, "data.X")
+    X_test = np.asarray(data.X_test)
+    if X_test.ndim != 2 or X_test.shape[1] != X.shape[1]:
+        raise ValueError(
+            f"data.X_test has shape {X_test.shape} but data.X has {X.shape[1]} "
+            "columns; pass test images with the same features as the training set"
+        )
+    as_float_matrix(X_test, "data.X_test")
+    y = check_labels(data.y, X.shape[0], n_classes, "data.y")
+    y_test = check_labels(data.y_test, X_test.shape[0], n_classes, "data.y_test")
+    return replace(data, y=y, y_test=y_test)
 
 
 def _prediction_store(config, objective, test_indices, X_panel, y_panel, cache_dir):
