@@ -31,6 +31,31 @@ def _singular_message(detail, l2_strength):
     )
 
 
+def _non_finite_message(row, column, value):
+    return (
+        f"the Hessian of the training objective contains {value} at row {row}, "
+        f"column {column}, so it cannot be factored; the features or parameters "
+        "are too large for float64: rescale the features (for example to unit "
+        "variance) and fit again"
+    )
+
+
+def _first_non_finite(matrix, block_size=512):
+    """Return (row, column, value) of the first NaN or infinite entry, or None.
+
+    The matrix is scanned a block of columns at a time, like :func:`_one_norm`.
+    """
+    for start in range(0, matrix.shape[1], block_size):
+        block = matrix[:, start : start + block_size]
+        bad = ~np.isfinite(block)
+        if bad.any():
+            columns = np.flatnonzero(bad.any(axis=0))
+            column = int(columns[0])
+            row = int(np.flatnonzero(bad[:, column])[0])
+            return row, start + column, float(block[row, column])
+    return None
+
+
 def _one_norm(matrix, block_size=512):
     """Return the 1-norm of a matrix (largest column sum of absolute values).
 
@@ -56,13 +81,17 @@ class CholeskySolver:
     Raises
     ------
     SingularHessianError
-        When the Cholesky factorisation fails or the reciprocal condition
-        number estimate is below ``100 * eps``.
+        When the Cholesky factorisation fails, the reciprocal condition
+        number estimate is below ``100 * eps``, or an entry is NaN or
+        infinite (the message then names its row and column).
     """
 
     def __init__(self, hessian, l2_strength=None, *, overwrite=False):
         self.n_params = hessian.shape[0]
         diagonal = np.diag(hessian).copy()
+        if not np.isfinite(diagonal).all():
+            bad = int(np.flatnonzero(~np.isfinite(diagonal))[0])
+            raise SingularHessianError(_non_finite_message(bad, bad, diagonal[bad]))
         if not (diagonal > 0).all():
             bad = int(np.flatnonzero(~(diagonal > 0))[0])
             raise SingularHessianError(
@@ -82,6 +111,10 @@ class CholeskySolver:
             scaled = hessian * self.scale[:, None]
         scaled *= self.scale[None, :]
         norm = _one_norm(scaled)
+        if not np.isfinite(norm):
+            location = _first_non_finite(scaled)
+            if location is not None:
+                raise SingularHessianError(_non_finite_message(*location))
         try:
             self.factor = scipy.linalg.cho_factor(
                 scaled, lower=True, overwrite_a=overwrite, check_finite=False

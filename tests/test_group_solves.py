@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from influence_kit import GroupInfluence, LogisticRegression, ParamChange, influence
+from influence_kit import (
+    GroupInfluence,
+    LogisticRegression,
+    ParamChange,
+    RidgeRegression,
+    influence,
+)
+from influence_kit.exceptions import SingularHessianError
 from influence_kit.groups import GroupSet
 from influence_kit.hessian import CholeskySolver, _one_norm
 from influence_kit.influence import group_gradient_sums, newton_steps
@@ -110,6 +117,28 @@ def test_blocked_one_norm_propagates_nan():
     matrix = np.eye(20)
     matrix[3, 17] = np.nan
     assert np.isnan(_one_norm(matrix, block_size=8))
+
+
+@pytest.mark.parametrize(
+    "row, column, value", [(3, 17, np.nan), (5, 5, np.inf), (12, 0, -np.inf)]
+)
+def test_cholesky_names_non_finite_entry(row, column, value):
+    H = np.eye(20) * 4.0
+    H[row, column] = H[column, row] = value
+    with pytest.raises(SingularHessianError) as caught:
+        CholeskySolver(H, 1.0)
+    message = str(caught.value)
+    first_row, first_column = min((row, column), (column, row), key=lambda rc: rc[::-1])
+    assert f"contains {value} at row {first_row}, column {first_column}" in message
+    assert "rescale the features" in message
+
+
+def test_overflowing_features_get_rescale_hint():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3)) * 1e160
+    y = rng.normal(size=30)
+    with pytest.raises(SingularHessianError, match="rescale the features"):
+        GroupInfluence(RidgeRegression(1.0), X, y)
 
 
 @pytest.mark.parametrize("factor_after", [influence.GROUP_FACTOR_AFTER, 1])
