@@ -17,7 +17,7 @@ others still run.
 Usage, from the repository root, in the benchmark environment that
 ``requirements.txt`` describes::
 
-    INFLUENCE_KIT_DATA=/path/to/data /work/bench-venv/bin/python \\
+    INFLUENCE_KIT_DATA=/path/to/data ../bench-venv/bin/python \\
         benchmarks/libraries/run_all.py [--problems binary multinomial]
         [--libraries kit pydvl captum] [--workdir DIR]
 
