@@ -77,6 +77,9 @@ class CholeskySolver:
     hessian : ndarray of shape (n_params, n_params)
     l2_strength : float
         Only used in the error message when the Hessian is singular.
+    overwrite : bool, default=False
+        Scale and factor ``hessian`` in its own memory, which saves one dense
+        copy. ``hessian`` is then destroyed, also when an error is raised.
 
     Raises
     ------
