@@ -794,12 +794,26 @@ def test_protocol_result_summary_and_files(protocol_result, tmp_path):
     saved = json.loads(text, parse_constant=reject)
     assert saved["main_quantity"] == result.main_quantity
     written = saved["summaries"][result.main_quantity]["smallest_eigenvalue"]
-    if np.isnan(result.eigenvalue.value):
-        assert written is None
-    else:
-        assert written == result.eigenvalue.value
+    assert written == result.eigenvalue.value
     assert (tmp_path / "predicted_vs_actual.png").stat().st_size > 10_000
     assert (tmp_path / "table.csv").exists()
+
+
+def test_skipped_eigenvalue_saved_as_null(protocol_result, tmp_path):
+    # Fast mode skips the Lanczos estimate and stores NaN in its place.
+    skipped = replace(
+        protocol_result,
+        eigenvalue=EigenvalueEstimate(float("nan"), False, 0),
+        timings=dict(protocol_result.timings),
+    )
+    skipped.save(tmp_path)
+
+    def reject(constant):
+        raise AssertionError(f"summary.json contains {constant}, which is invalid JSON")
+
+    saved = json.loads((tmp_path / "summary.json").read_text(), parse_constant=reject)
+    for summary in saved["summaries"].values():
+        assert summary["smallest_eigenvalue"] is None
 
 
 def test_command_line_prints_only_json_to_stdout(
