@@ -34,8 +34,8 @@ def _singular_message(detail, l2_strength):
 def _non_finite_message(row, column, value):
     return (
         f"the Hessian of the training objective contains {value} at row {row}, "
-        f"column {column}, so it cannot be factored; the features or parameters "
-        "are too large for float64: rescale the features (for example to unit "
+        f"column {column}, so it cannot be factored. The features or parameters "
+        "are too large for float64, so rescale the features (for example to unit "
         "variance) and fit again"
     )
 
@@ -79,7 +79,8 @@ class CholeskySolver:
         Only used in the error message when the Hessian is singular.
     overwrite : bool, default=False
         Scale and factor ``hessian`` in its own memory, which saves one dense
-        copy. ``hessian`` is then destroyed, also when an error is raised.
+        copy. ``hessian`` is then destroyed, unless the check of its diagonal
+        raises first.
 
     Raises
     ------
@@ -104,8 +105,6 @@ class CholeskySolver:
             )
         # Factor the Hessian scaled to unit diagonal, so that the singularity
         # test measures collinearity and not the units of the features.
-        # With overwrite=True the scaling and the factor reuse the memory of
-        # ``hessian``, which is destroyed.
         self.scale = 1.0 / np.sqrt(diagonal)
         if overwrite:
             scaled = hessian
@@ -118,14 +117,19 @@ class CholeskySolver:
             location = _first_non_finite(scaled)
             if location is not None:
                 raise SingularHessianError(_non_finite_message(*location))
+        # cho_factor factors a Fortran-ordered array in place and copies any other.
+        # The matrix is symmetric, so a C-ordered one is passed as its transpose.
+        if scaled.flags.c_contiguous and not scaled.flags.f_contiguous:
+            scaled = scaled.T
         try:
             self.factor = scipy.linalg.cho_factor(
-                scaled, lower=True, overwrite_a=overwrite, check_finite=False
+                scaled, lower=True, overwrite_a=True, check_finite=False
             )
         except np.linalg.LinAlgError as error:
             raise SingularHessianError(
                 _singular_message(f"Cholesky failed: {error}", l2_strength)
             ) from None
+        _zero_strict_upper(self.factor[0])
         rcond, info = scipy.linalg.lapack.dpocon(self.factor[0], norm, uplo="L")
         self.rcond = float(rcond)
         if info != 0 or self.rcond < SINGULAR_RCOND_FACTOR * np.finfo(float).eps:
@@ -162,22 +166,33 @@ class CholeskySolver:
         lower = self.factor[0]
         block = np.asfortranarray(rhs / self.scale[:, None])
         trmm = scipy.linalg.blas.get_blas_funcs("trmm", (lower, block))
-        # L^T x, then L (L^T x). The upper triangle of the stored factor
-        # contains leftovers of the input and is never read (lower=1).
+        # L^T x, then L (L^T x), reading only the lower triangle (lower=1).
         block = trmm(1.0, lower, block, side=0, lower=1, trans_a=1, overwrite_b=1)
         block = trmm(1.0, lower, block, side=0, lower=1, trans_a=0, overwrite_b=1)
         return block / self.scale[:, None]
 
     def dense(self):
-        """Return the factored Hessian ``D^-1 L L^T D^-1`` as a new dense array."""
-        lower = np.tril(self.factor[0])
+        """Return the factored Hessian ``D^-1 L L^T D^-1`` as a new dense array.
+
+        The only dense array allocated is the result.
+        """
+        lower = self.factor[0]
         syrk = scipy.linalg.blas.get_blas_funcs("syrk", (lower,))
         product = syrk(1.0, lower, trans=0, lower=1)
-        del lower
         _mirror_lower(product)
         product /= self.scale[:, None]
         product /= self.scale[None, :]
         return product
+
+
+def _zero_strict_upper(matrix, block=512):
+    """Set the entries above the diagonal of a square matrix to 0, in place."""
+    n = matrix.shape[0]
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        diagonal = matrix[start:stop, start:stop]
+        diagonal[np.triu_indices(stop - start, 1)] = 0.0
+        matrix[start:stop, stop:] = 0.0
 
 
 def _mirror_lower(matrix, block=512):
@@ -283,7 +298,9 @@ class JacobiPreconditioner:
         return self.inverse[:, None] * block
 
 
-def batched_pcg(apply_matrix, rhs, apply_preconditioner, *, rtol, maxiter):
+def batched_pcg(
+    apply_matrix, rhs, apply_preconditioner, *, rtol, maxiter, exact_inverse=False
+):
     """Solve ``A_j x_j = b_j`` for a block of systems with preconditioned CG.
 
     Each column j has its own symmetric positive definite operator (for
@@ -301,6 +318,12 @@ def batched_pcg(apply_matrix, rhs, apply_preconditioner, *, rtol, maxiter):
     rtol : float or ndarray of shape (k,)
         Stop column j when ``||r_j|| <= rtol_j * ||b_j||``.
     maxiter : int
+    exact_inverse : bool, default=False
+        Set when the preconditioner is the exact inverse of a matrix M (a
+        Cholesky solve). ``apply_matrix`` then returns ``(A_j - M) X[:, j]``
+        only, and ``M p`` of each search direction ``p`` comes from the
+        recurrence ``M p_new = r + beta M p``, with no product with M. This
+        pays off when ``A_j - M`` is cheap, such as ``-H_G`` for a group.
 
     Returns
     -------
@@ -322,10 +345,15 @@ def batched_pcg(apply_matrix, rhs, apply_preconditioner, *, rtol, maxiter):
     z = apply_preconditioner(residual[:, active])
     direction = np.zeros_like(rhs)
     direction[:, active] = z
+    if exact_inverse:
+        # M @ direction, which is the residual while direction = M^-1 r.
+        m_direction = residual.copy()
     rz = np.zeros(k)
     rz[active] = np.einsum("pk,pk->k", residual[:, active], z)
     for _ in range(maxiter):
         ad = apply_matrix(direction[:, active], active)
+        if exact_inverse:
+            ad += m_direction[:, active]
         curvature = np.einsum("pk,pk->k", direction[:, active], ad)
         # A non-positive curvature means that system is not positive definite
         # (in floating point); it stops with converged=False.
@@ -352,4 +380,6 @@ def batched_pcg(apply_matrix, rhs, apply_preconditioner, *, rtol, maxiter):
         beta = rz_new / rz[active]
         rz[active] = rz_new
         direction[:, active] = z + beta * direction[:, active]
+        if exact_inverse:
+            m_direction[:, active] = residual[:, active] + beta * m_direction[:, active]
     return solution, converged, n_iterations

@@ -32,11 +32,9 @@ from .hessian import CholeskySolver, batched_pcg
 DEFAULT_CHUNK_SIZE = 1024
 DEFAULT_GROUP_CHUNK = 64
 # Relative residual of the conjugate-gradient solves behind the Newton
-# estimate; the solution error is at most about cond(H_-G) times this.
+# estimate. The solution error is at most about cond(H_-G) times this.
 NEWTON_RTOL = 1e-13
-# With a factored full-data Hessian, a group whose conjugate-gradient solve
-# has not converged after this many iterations gets its own factor of
-# H - H_G instead (see remaining_hessian_solver).
+# Iterations after which a slow group gets its own factor of H - H_G.
 GROUP_FACTOR_AFTER = 60
 
 
@@ -101,6 +99,26 @@ def group_hessian_product(data, z, indices, vectors):
     )
 
 
+def minus_group_operator(data, z, group_indices):
+    """Return ``apply(X, active)``: ``-H_G X[:, j]`` for group ``active[j]``.
+
+    ``H_G`` is group G's part of the loss Hessian (no penalty), multiplied
+    from the group's rows at the parameters whose logits are ``z``.
+    """
+
+    def apply(vectors, active):
+        result = np.zeros_like(vectors)
+        for column, position in enumerate(active):
+            indices = group_indices[position]
+            if len(indices):
+                result[:, column] = -group_hessian_product(
+                    data, z, indices, vectors[:, column : column + 1]
+                )[:, 0]
+        return result
+
+    return apply
+
+
 def remaining_hessian_operator(data, z, solver, group_indices):
     """Return ``apply(X, active)``: ``(H - H_G) X[:, j]`` for group ``active[j]``.
 
@@ -110,16 +128,10 @@ def remaining_hessian_operator(data, z, solver, group_indices):
     data at the same parameters, at ``2 n_params^2`` plus a group-sized
     number of flops per column instead of a pass over all rows.
     """
+    minus_group = minus_group_operator(data, z, group_indices)
 
     def apply(vectors, active):
-        result = solver.multiply(vectors)
-        for column, position in enumerate(active):
-            indices = group_indices[position]
-            if len(indices):
-                result[:, column] -= group_hessian_product(
-                    data, z, indices, vectors[:, column : column + 1]
-                )[:, 0]
-        return result
+        return solver.multiply(vectors) + minus_group(vectors, active)
 
     return apply
 
@@ -133,9 +145,8 @@ def remaining_hessian_solver(data, params, solver, indices):
     """
     model = data.model
     remaining = solver.dense()
-    # The Hessian of the group's points with negated weights and no penalty
-    # is -H_G; adding it in place leaves H - H_G, with two dense arrays held
-    # at a time (the factor and this one), not three.
+    # Negated group weights and no penalty add -H_G in place, so only the
+    # factor and this array are in memory.
     model.hessian(
         data.design[indices],
         data.targets[indices],
@@ -162,9 +173,10 @@ def newton_steps(
     group's rows (:func:`remaining_hessian_operator`) rather than from all
     rows, and a group whose solve has not converged after
     ``GROUP_FACTOR_AFTER`` iterations is solved with its own factor of
-    ``H - H_G`` as preconditioner. Every returned step meets the same
-    relative residual ``NEWTON_RTOL`` for the Hessian of the remaining data;
-    a step that does not is NaN.
+    ``H - H_G`` as preconditioner. Every returned step is solved to the
+    relative residual ``NEWTON_RTOL`` for the Hessian of the remaining data
+    (with a factored ``H``, as multiplied from the factor). A step that does
+    not reach it is NaN.
     """
     if isinstance(preconditioner, CholeskySolver):
         return _newton_steps_factored(
@@ -207,8 +219,15 @@ def _newton_steps_factored(data, params, groups, group_sums, solver, group_chunk
         positions = np.arange(start, min(start + group_chunk, len(groups)))
         chunk_indices = [groups.indices[position] for position in positions]
         rhs = np.ascontiguousarray(group_sums[positions].T)
-        solution, converged = _pcg_full_hessian_preconditioner(
-            data, z, solver, chunk_indices, rhs, NEWTON_RTOL, GROUP_FACTOR_AFTER
+        # With H^-1 as exact preconditioner, each iteration costs one solve
+        # with the factor and one product with the group's rows.
+        solution, converged, _ = batched_pcg(
+            minus_group_operator(data, z, chunk_indices),
+            rhs,
+            solver.solve,
+            rtol=NEWTON_RTOL,
+            maxiter=GROUP_FACTOR_AFTER,
+            exact_inverse=True,
         )
         # The recurrence drifts from the true residual by the rounding of the
         # factor's solves, so the true residual is checked with explicit
@@ -224,10 +243,10 @@ def _newton_steps_factored(data, params, groups, group_sums, solver, group_chunk
 
 
 def _continue_on_true_residual(apply_matrix, solver, rhs, solution, converged):
-    """Bring every converged column's true residual to ``NEWTON_RTOL``, in place.
+    """Check the residual of every converged column and correct it, in place.
 
     The residual ``rhs - A solution`` of each converged column is computed
-    with explicit products. A column whose residual is above the tolerance
+    with explicit products. A column whose residual is above ``NEWTON_RTOL``
     gets a conjugate-gradient correction on those products. When the
     correction does not converge within ``GROUP_FACTOR_AFTER`` iterations,
     the column is marked unconverged.
@@ -257,80 +276,11 @@ def _continue_on_true_residual(apply_matrix, solver, rhs, solution, converged):
     converged[refine[~refined]] = False
 
 
-def _pcg_full_hessian_preconditioner(
-    data, z, solver, group_indices, rhs, rtol, maxiter
-):
-    """Conjugate gradient for ``(H - H_Gj) x_j = b_j`` with ``H^{-1}`` as preconditioner.
-
-    Because the preconditioner is the exact inverse of ``H``, the product
-    ``H p`` of each search direction follows from a recurrence instead of a
-    multiplication: with ``z = H^{-1} r`` and ``p_new = z + beta p``,
-    ``H p_new = r + beta H p``. Each iteration then costs one solve with the
-    factor and one product with the group's rows. Stops column j when the
-    recursively updated residual is at most ``rtol * ||b_j||``.
-
-    Returns
-    -------
-    solution : ndarray of shape (n_params, k)
-    converged : ndarray of bool, shape (k,)
-    """
-    k = rhs.shape[1]
-    solution = np.zeros_like(rhs)
-    residual = rhs.copy()
-    norms = np.linalg.norm(rhs, axis=0)
-    targets = rtol * norms
-    converged = norms == 0.0
-    active = np.flatnonzero(~converged)
-    if active.size == 0:
-        return solution, converged
-    preconditioned = solver.solve(residual[:, active])
-    direction = np.zeros_like(rhs)
-    direction[:, active] = preconditioned
-    # H @ direction, kept by the recurrence.
-    h_direction = np.zeros_like(rhs)
-    h_direction[:, active] = residual[:, active]
-    rz = np.zeros(k)
-    rz[active] = np.einsum("pk,pk->k", residual[:, active], preconditioned)
-    for _ in range(maxiter):
-        product = h_direction[:, active].copy()
-        for column, position in enumerate(active):
-            indices = group_indices[position]
-            if len(indices):
-                product[:, column] -= group_hessian_product(
-                    data, z, indices, direction[:, position : position + 1]
-                )[:, 0]
-        curvature = np.einsum("pk,pk->k", direction[:, active], product)
-        positive = curvature > 0
-        if not positive.all():
-            active, product, curvature = (
-                active[positive],
-                product[:, positive],
-                curvature[positive],
-            )
-            if active.size == 0:
-                break
-        alpha = rz[active] / curvature
-        solution[:, active] += alpha * direction[:, active]
-        residual[:, active] -= alpha * product
-        done = np.linalg.norm(residual[:, active], axis=0) <= targets[active]
-        converged[active[done]] = True
-        active = active[~done]
-        if active.size == 0:
-            break
-        preconditioned = solver.solve(residual[:, active])
-        rz_new = np.einsum("pk,pk->k", residual[:, active], preconditioned)
-        beta = rz_new / rz[active]
-        rz[active] = rz_new
-        direction[:, active] = preconditioned + beta * direction[:, active]
-        h_direction[:, active] = residual[:, active] + beta * h_direction[:, active]
-    return solution, converged
-
-
 def _solve_with_group_factor(data, params, z, solver, indices, rhs):
     """Solve ``(H - H_G) x = rhs`` preconditioned by a factor of ``H - H_G``.
 
     The conjugate-gradient iteration on the same operator as the batched
-    solve certifies the residual; with an exact preconditioner it stops
+    solve certifies the residual. With this exact preconditioner it stops
     after one or two iterations. Returns NaN when ``H - H_G`` is singular
     or the residual is not reached.
     """

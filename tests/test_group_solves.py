@@ -89,7 +89,7 @@ def exact_steps(X, y, engine, groups):
     return np.array(steps)
 
 
-def test_factor_multiply_and_dense_reproduce_the_matrix():
+def test_factor_reproduces_hessian():
     rng = np.random.default_rng(2)
     A = rng.normal(size=(40, 40))
     # Diagonal entries from 1 to 1e4, so that the unit-diagonal scaling matters.
@@ -98,10 +98,14 @@ def test_factor_multiply_and_dense_reproduce_the_matrix():
     vectors = rng.normal(size=(40, 3))
     np.testing.assert_allclose(solver.multiply(vectors), H @ vectors, rtol=1e-12)
     np.testing.assert_allclose(solver.dense(), H, rtol=1e-12, atol=1e-12)
-    in_place = CholeskySolver(H.copy(), overwrite=True)
+    consumed = H.copy()
+    in_place = CholeskySolver(consumed, overwrite=True)
     np.testing.assert_allclose(
         in_place.solve(vectors), np.linalg.solve(H, vectors), rtol=1e-10
     )
+    # A C-ordered input is factored in its own memory, with no copy.
+    assert np.shares_memory(in_place.factor[0], consumed)
+    np.testing.assert_allclose(in_place.dense(), H, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("n_columns", [1, 7, 8, 9, 20])
@@ -120,16 +124,21 @@ def test_blocked_one_norm_propagates_nan():
 
 
 @pytest.mark.parametrize(
-    "row, column, value", [(3, 17, np.nan), (5, 5, np.inf), (12, 0, -np.inf)]
+    "row, column, value, first",
+    [
+        (3, 17, np.nan, (17, 3)),
+        (5, 5, np.inf, (5, 5)),
+        (12, 0, -np.inf, (12, 0)),
+    ],
 )
-def test_cholesky_names_non_finite_entry(row, column, value):
+def test_cholesky_names_non_finite_entry(row, column, value, first):
+    # Columns are scanned first, so ``first`` is the entry in the lowest column.
     H = np.eye(20) * 4.0
     H[row, column] = H[column, row] = value
     with pytest.raises(SingularHessianError) as caught:
         CholeskySolver(H, 1.0)
     message = str(caught.value)
-    first_row, first_column = min((row, column), (column, row), key=lambda rc: rc[::-1])
-    assert f"contains {value} at row {first_row}, column {first_column}" in message
+    assert f"contains {value} at row {first[0]}, column {first[1]}" in message
     assert "rescale the features" in message
 
 
@@ -173,7 +182,7 @@ def test_newton_estimate_of_param_change(problem):
     np.testing.assert_allclose(effects.newton[:, 0], expected, rtol=1e-9)
 
 
-def test_fallback_factor_is_used_for_slow_groups(problem, monkeypatch):
+def test_slow_groups_get_own_factor(problem, monkeypatch):
     _, _, engine, groups = problem
     calls = []
     original = influence.remaining_hessian_solver
@@ -247,9 +256,14 @@ def test_recurrence_needs_no_refinement_here(problem, monkeypatch):
     # above check, so this test checks that the cheap path does the work.
     X, y, engine, groups = problem
     calls = []
-    monkeypatch.setattr(
-        influence, "batched_pcg", lambda *args, **kwargs: calls.append(1)
-    )
+    original = influence.batched_pcg
+
+    def record_continuation(*args, exact_inverse=False, **kwargs):
+        if not exact_inverse:
+            calls.append(1)
+        return original(*args, exact_inverse=exact_inverse, **kwargs)
+
+    monkeypatch.setattr(influence, "batched_pcg", record_continuation)
     monkeypatch.setattr(
         influence, "remaining_hessian_solver", lambda *args: calls.append(1)
     )
@@ -265,16 +279,20 @@ def test_true_residual_check_corrects_drift(problem, monkeypatch):
     # A recurrence that claims convergence at a solution off by 1e-6 must be
     # corrected by the check with explicit products, not returned as is.
     X, y, engine, groups = problem
-    original = influence._pcg_full_hessian_preconditioner
+    original = influence.batched_pcg
 
-    def drifting(*args):
-        solution, converged = original(*args)
-        return solution * (1 + 1e-6), converged
+    def drifting(*args, exact_inverse=False, **kwargs):
+        solution, converged, n_iterations = original(
+            *args, exact_inverse=exact_inverse, **kwargs
+        )
+        if exact_inverse:
+            solution = solution * (1 + 1e-6)
+        return solution, converged, n_iterations
 
     def no_group_factor(*args):
         raise AssertionError("the continuation alone must correct the drift")
 
-    monkeypatch.setattr(influence, "_pcg_full_hessian_preconditioner", drifting)
+    monkeypatch.setattr(influence, "batched_pcg", drifting)
     monkeypatch.setattr(influence, "remaining_hessian_solver", no_group_factor)
     sums = group_gradient_sums(engine.data, engine.params, groups)
     steps = newton_steps(engine.data, engine.params, groups, sums, engine.solver)
