@@ -79,8 +79,7 @@ class GeneralisedLinearModel:
             )
 
     # Subclasses define n_outputs(n_classes), encode_targets, loss,
-    # residual, curvature, apply_curvature, curvature_state and
-    # apply_curvature_state.
+    # residual, curvature, curvature_state and apply_curvature_state.
 
     def design(self, X):
         """Return the design matrix: X with a column of ones when there is an intercept."""
@@ -283,18 +282,14 @@ class LogisticRegression(GeneralisedLinearModel):
         p = self._free_probabilities(z)
         return p[:, :, None] if p.ndim == 2 else p
 
-    def apply_curvature(self, z, targets, vectors):
-        """Return ``C_i @ vectors[i]`` for vectors of shape (n_rows, n_outputs, k).
-
-        ``z`` has shape (n_rows, n_outputs) or (n_rows, n_outputs, k).
-        """
-        return self.apply_curvature_state(self.curvature_state(z), targets, vectors)
-
     def apply_curvature_state(self, state, targets, vectors):
-        """Return ``C_i @ vectors[i]`` from ``state = curvature_state(z)``."""
-        p = state
-        scaled = p * vectors
-        return scaled - p * scaled.sum(axis=1, keepdims=True)
+        """Return ``C_i @ vectors[i]`` from ``state = curvature_state(z)``.
+
+        ``vectors`` has shape (n_rows, n_outputs, k), and ``state`` contains
+        the probabilities ``p_i``.
+        """
+        scaled = state * vectors
+        return scaled - state * scaled.sum(axis=1, keepdims=True)
 
 
 def _weighted_gram(design, weights):
@@ -350,9 +345,6 @@ class RidgeRegression(GeneralisedLinearModel):
 
     def curvature(self, z, targets):
         return np.ones((z.shape[0], 1, 1))
-
-    def apply_curvature(self, z, targets, vectors):
-        return vectors
 
     def curvature_state(self, z):
         """Return None, because the squared error has unit curvature at every z."""

@@ -56,33 +56,6 @@ class RefitProblem:
     max_iter: int
 
 
-@dataclass(frozen=True)
-class RefitChunk:
-    """Everything one worker needs to refit a chunk of groups (picklable)."""
-
-    data: object
-    params: np.ndarray
-    preconditioner: object
-    group_indices: tuple
-    tol: float
-    max_iter: int
-
-
-def refit_chunk(chunk):
-    """Refit the model without each group of ``chunk`` (a :class:`RefitChunk`).
-
-    Returns
-    -------
-    params : ndarray of shape (n_groups_in_chunk, n_params)
-        Refitted parameters; rows of groups without a certified refit are NaN.
-    certificates : list of Certificate
-    """
-    problem = RefitProblem(
-        chunk.data, chunk.params, chunk.preconditioner, chunk.tol, chunk.max_iter
-    )
-    return refit_indices(problem, chunk.group_indices)
-
-
 def refit_indices(problem, group_indices):
     """Refit the model of ``problem`` without each group in ``group_indices``.
 

@@ -146,8 +146,16 @@ def test_dask_workers_use_one_blas_thread(dask_client):
     assert set(threads.values()) == {1}
 
 
-def test_dask_executor_matches_serial(problem, dask_client):
+def test_dask_executor_matches_serial(problem, dask_client, monkeypatch):
     engine, groups, quantities, serial = problem
+    calls = []
+    scatter = dask_client.scatter
+
+    def counting_scatter(data, **kwargs):
+        calls.append((type(data).__name__, kwargs.get("broadcast")))
+        return scatter(data, **kwargs)
+
+    monkeypatch.setattr(dask_client, "scatter", counting_scatter)
     clustered = engine.effects(
         groups,
         quantities,
@@ -155,6 +163,8 @@ def test_dask_executor_matches_serial(problem, dask_client):
         refit_chunk=REFIT_CHUNK,
         executor=dask_client.get_executor(),
     )
+    # 16 groups in chunks of 3 make 6 tasks, and one scatter serves them all.
+    assert calls == [("RefitProblem", True)]
     assert_same_effects(clustered, serial)
 
 
@@ -208,7 +218,7 @@ def test_killed_worker_loses_no_result(single_threaded_blas, dask_client):
     assert_same_effects(clustered, serial)
 
 
-def test_process_pool_reads_shared_problem_once_per_process(problem):
+def test_process_pool_loads_problem_once(problem):
     # A process pool gets a small stand-in that names a file containing the
     # shared problem. Each worker reads the file once and keeps the result.
     engine = problem[0]
@@ -234,25 +244,3 @@ def test_process_pool_reads_shared_problem_once_per_process(problem):
 def _loaded_identity(stand_in):
     loaded = stand_in.load()
     return os.getpid(), id(loaded), loaded.data.n_params
-
-
-def test_dask_scatters_shared_problem_once(problem, dask_client, monkeypatch):
-    engine, groups, quantities, serial = problem
-    calls = []
-    scatter = dask_client.scatter
-
-    def counting_scatter(data, **kwargs):
-        calls.append((type(data).__name__, kwargs.get("broadcast")))
-        return scatter(data, **kwargs)
-
-    monkeypatch.setattr(dask_client, "scatter", counting_scatter)
-    clustered = engine.effects(
-        groups,
-        quantities,
-        estimators=("actual",),
-        refit_chunk=REFIT_CHUNK,
-        executor=dask_client.get_executor(),
-    )
-    # 16 groups in chunks of 3 make 6 tasks, and one scatter serves them all.
-    assert calls == [("RefitProblem", True)]
-    assert_same_effects(clustered, serial)
