@@ -1,14 +1,14 @@
 """Seed noise of the retraining budget: how far the control wanders across seeds.
 
-Prints numbers; it checks nothing. Usage::
+Prints numbers and checks nothing. Usage::
 
     python benchmarks/nonconvex_noise.py [--seeds 16] [--threads 1]
 
-Trains the protocol's theta0 on 10% of MNIST, then for each retraining
-budget below runs the control (nothing removed) once per seed and prints,
-for the first two test points of the protocol's panel (the first has the
-highest loss at theta0), the standard deviation and the range (max - min)
-of the control's effect on the test loss across seeds, and its mean.
+Trains the protocol's theta0 on 10% of MNIST. Then, for each retraining
+budget below, it runs the control (nothing removed) once per seed. It prints
+the control's effect on the loss of the first two test points of the
+protocol's panel (the first has the highest loss at theta0): its standard
+deviation and range (max - min) across seeds, and its mean.
 
 Every budget with the same ``n_epochs * learning_rate / batch_size`` moves
 theta by about the same amount (see ``RetrainConfig.gradient_time``), so the
@@ -61,7 +61,9 @@ def main():
 
     protocol = ProtocolConfig.full()
     data = load_experiment_data(protocol.fraction, protocol.data_seed, args.data_home)
-    model = train_theta0(data.X, data.y, protocol.theta0)
+    model = train_theta0(
+        data.X, data.y, protocol.theta0, hidden_sizes=protocol.hidden_sizes
+    )
     X = torch.as_tensor(data.X, dtype=torch.float32)
     y = torch.as_tensor(data.y)
     X_test = torch.as_tensor(data.X_test, dtype=torch.float32)

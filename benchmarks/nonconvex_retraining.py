@@ -103,7 +103,7 @@ def matmul_gflops(size=2000, repeats=5):
 def flops_per_row(model):
     """Return the flops of one SGD step per training row for a plain MLP.
 
-    Forward and weight gradients take 2 flops per weight each; the input
+    Forward and weight gradients take 2 flops per weight each. The input
     gradient of every layer but the first takes 2 more per weight.
     Elementwise work and biases are left out.
     """

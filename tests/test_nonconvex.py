@@ -8,6 +8,7 @@ import json
 import re
 import warnings
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -152,7 +153,7 @@ def test_batch_order_depends_only_on_seed():
         np.testing.assert_array_equal(np.sort(epoch), np.arange(100))
 
 
-def test_second_epoch_of_a_pair_reverses_the_batches():
+def test_batch_order_flip_flop_reverses_batches():
     config = RetrainConfig(n_epochs=3, batch_size=32)
     order = batch_order(2, 100, config)
     cuts = [32, 64, 96]
@@ -165,7 +166,15 @@ def test_second_epoch_of_a_pair_reverses_the_batches():
     np.testing.assert_array_equal(np.sort(order[2]), np.arange(100))
 
 
-def test_reshuffle_order_draws_a_fresh_permutation_every_epoch():
+def test_batches_flip_flop_revisits_batches():
+    # 100 rows in batches of 32 leave a batch of 4, which must come first in
+    # the reversed epoch so that every batch is revisited whole.
+    config = RetrainConfig(n_epochs=2, batch_size=32)
+    steps = [set(rows.tolist()) for rows in batches(3, 100, config)]
+    assert steps[4:] == steps[:4][::-1]
+
+
+def test_batch_order_reshuffle_draws_permutations():
     config = RetrainConfig(n_epochs=2, batch_size=32, order="reshuffle")
     order = batch_order(2, 100, config)
     flipped = np.concatenate(np.split(order[0], [32, 64, 96])[::-1])
@@ -176,22 +185,22 @@ def test_reshuffle_order_draws_a_fresh_permutation_every_epoch():
     np.testing.assert_array_equal(order[0], flip_flop[0])
 
 
-def test_unknown_batch_order_is_refused():
+def test_retrain_config_rejects_unknown_order():
     with pytest.raises(ValueError, match="order must be one of"):
         RetrainConfig(order="cyclic")
 
 
-def test_every_row_is_visited_once_per_epoch():
+def test_batches_visit_every_row_once():
     config = RetrainConfig(n_epochs=2, batch_size=32)
     steps = list(batches(5, 100, config))
-    assert [rows.numel() for rows in steps] == [32, 32, 32, 4] * 2
+    assert [rows.numel() for rows in steps] == [32, 32, 32, 4, 4, 32, 32, 32]
     assert len(steps) == config.n_steps(100)
     np.testing.assert_array_equal(
         torch.cat(steps).numpy(), batch_order(5, 100, config).ravel()
     )
 
 
-def test_an_epoch_moves_theta_along_the_gradient_without_the_group(data, model):
+def test_retrain_one_epoch_follows_gradient(data, model):
     # At fixed parameters an epoch would move theta by exactly
     # -(lr / batch_size) * grad J_{-w}; with a small step the movement differs
     # from that only at second order. Dropping the 8 rows that do not fill a
@@ -222,7 +231,7 @@ def test_an_epoch_moves_theta_along_the_gradient_without_the_group(data, model):
     assert 0.4 < errors[1] / errors[0] < 0.6
 
 
-def test_retrain_batched_with_batch_norm_matches_retrain_one(data):
+def test_retrain_batched_vmap_with_batch_norm(data):
     # Batch norm rules out the hand-written MLP kernel, so this runs vmap.
     X, y = data
     torch.manual_seed(1)
@@ -487,7 +496,7 @@ def test_label_out_of_range_rejected(data, model):
 # Derivatives, eval mode, Lanczos, damping.
 
 
-def test_batched_hvp_and_solves_match_the_dense_hessian(data, model):
+def test_hvp_batch_matches_dense_hessian(data, model):
     X, y = data
     objective = TrainingObjective(model, X, y, l2_strength=1.0, chunk_size=50)
     hessian = dense_hessian(objective)
@@ -504,7 +513,7 @@ def test_batched_hvp_and_solves_match_the_dense_hessian(data, model):
     assert all(info.converged and info.relative_residual <= 1e-11 for info in infos)
 
 
-def test_batched_solve_warns_when_it_stops_early(data, model):
+def test_solve_damped_batch_warns_early_stop(data, model):
     X, y = data
     objective = TrainingObjective(model, X, y, l2_strength=1.0)
     vectors = np.random.default_rng(4).normal(size=(objective.n_params, 2))
@@ -776,6 +785,15 @@ def test_prediction_cache_keyed_by_test_values(protocol_inputs, protocol_result)
     )
 
 
+def read_strict_json(path):
+    """Return the parsed JSON file, failing on NaN or Infinity, which JSON lacks."""
+
+    def reject(constant):
+        raise AssertionError(f"{path.name} contains {constant}, which is invalid JSON")
+
+    return json.loads(path.read_text(), parse_constant=reject)
+
+
 def test_protocol_result_summary_and_files(protocol_result, tmp_path):
     result = protocol_result
     summary = result.summary()
@@ -787,11 +805,7 @@ def test_protocol_result_summary_and_files(protocol_result, tmp_path):
     assert table["predicted"].notna().all()
     result.save(tmp_path)
 
-    def reject(constant):
-        raise AssertionError(f"summary.json contains {constant}, which is invalid JSON")
-
-    text = (tmp_path / "summary.json").read_text()
-    saved = json.loads(text, parse_constant=reject)
+    saved = read_strict_json(tmp_path / "summary.json")
     assert saved["main_quantity"] == result.main_quantity
     written = saved["summaries"][result.main_quantity]["smallest_eigenvalue"]
     assert written == result.eigenvalue.value
@@ -808,17 +822,12 @@ def test_skipped_eigenvalue_saved_as_null(protocol_result, tmp_path):
     )
     skipped.save(tmp_path)
 
-    def reject(constant):
-        raise AssertionError(f"summary.json contains {constant}, which is invalid JSON")
-
-    saved = json.loads((tmp_path / "summary.json").read_text(), parse_constant=reject)
+    saved = read_strict_json(tmp_path / "summary.json")
     for summary in saved["summaries"].values():
         assert summary["smallest_eigenvalue"] is None
 
 
-def test_command_line_prints_only_json_to_stdout(
-    protocol_result, tmp_path, monkeypatch, capsys
-):
+def test_main_prints_json_to_stdout(protocol_result, tmp_path, monkeypatch, capsys):
     def finished_run(*args, **kwargs):
         return replace(protocol_result, timings=dict(protocol_result.timings))
 
@@ -943,9 +952,15 @@ def plain_sgd(model, X, y, removed, seed, config):
     X = torch.as_tensor(X, dtype=torch.float64)
     y = torch.as_tensor(y)
     step = config.learning_rate / config.batch_size
-    for epoch in batch_order(seed, n_samples, config):
-        for start in range(0, n_samples, config.batch_size):
-            rows = torch.as_tensor(epoch[start : start + config.batch_size])
+    size = config.batch_size
+    rest = n_samples % size
+    for index, epoch in enumerate(batch_order(seed, n_samples, config)):
+        bounds = list(range(0, n_samples, size)) + [n_samples]
+        if config.order == "flip-flop" and index % 2 and rest:
+            # The second epoch of a pair starts with the short batch.
+            bounds = [0] + list(range(rest, n_samples + 1, size))
+        for start, stop in pairwise(bounds):
+            rows = torch.as_tensor(epoch[start:stop])
             leaves = [p.requires_grad_(True) for p in params]
             hidden = X[rows]
             for k in range(0, len(leaves) - 2, 2):
@@ -978,7 +993,7 @@ RETRAIN_CASES = [
     [case[1:] for case in RETRAIN_CASES],
     ids=[case[0] for case in RETRAIN_CASES],
 )
-def test_batched_retraining_matches_plain_autograd(
+def test_retrain_batched_matches_plain_autograd(
     hidden, dropout, n_samples, batch_size, removals
 ):
     X, y = make_data(2, n_samples)
@@ -1015,7 +1030,7 @@ def test_batched_retraining_matches_plain_autograd(
     assert [module.training for module in model.modules()] == modes
 
 
-def test_batched_retraining_without_a_whole_batch(data, model):
+def test_retrain_batched_removed_whole_batch(data, model):
     X, y = data
     config = RetrainConfig(
         n_epochs=2, learning_rate=0.05, batch_size=16, dtype="float64"
@@ -1031,7 +1046,7 @@ def test_batched_retraining_without_a_whole_batch(data, model):
         np.testing.assert_allclose(stacked[name][0], value, rtol=0, atol=1e-12)
 
 
-def test_small_step_epoch_follows_autograd_gradient(data, model):
+def test_retrain_one_epoch_matches_autograd(data, model):
     # The retrain docs: at fixed parameters an epoch moves theta by
     # -(lr / batch_size) * grad J_{-w}. With a tiny step the movement per unit
     # of learning rate matches that up to an error of order lr.
@@ -1205,9 +1220,7 @@ def test_objective_rejects_bad_weights_and_indices(data, model, small_objective)
         small_objective.group_gradient([500])
 
 
-def test_test_loss_prediction_checks_inputs_before_lanczos(
-    small_objective, monkeypatch
-):
+def test_predict_test_loss_checks_before_lanczos(small_objective, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("Lanczos started")
 
@@ -1218,7 +1231,7 @@ def test_test_loss_prediction_checks_inputs_before_lanczos(
         predict_test_loss_influence(small_objective, np.ones((2, N_FEATURES)), [0, 7])
 
 
-def test_missing_seeds_and_empty_data_rejected(data, model, tmp_path):
+def test_retrain_effects_rejects_empty_inputs(data, model, tmp_path):
     X, y = data
     with pytest.raises(
         TypeError, match="seeds must be a sequence of integers, got None"
@@ -1242,6 +1255,8 @@ def test_missing_seeds_and_empty_data_rejected(data, model, tmp_path):
         ({"fraction": 1.5}, r"fraction must be in \(0, 1\]"),
         ({"influence_dtype": "float16"}, "influence_dtype must be"),
         ({"max_group_fraction": 0.001}, "min_group_fraction <= max_group_fraction"),
+        ({"lanczos_max_hvp": 10}, "lanczos_max_hvp=10 is below the 40 Lanczos"),
+        ({"lanczos_tol": -1.0}, "lanczos_tol must be finite and > 0"),
     ],
 )
 def test_protocol_config_rejects_bad_values(changes, message):
@@ -1258,11 +1273,10 @@ def test_protocol_config_rejects_bad_values(changes, message):
         (["--data-home", "{tmp}/missing"], "--data-home .* is not a folder"),
         (["--out", "{tmp}/a-file"], "--out .* is a file; pass a folder"),
         (["--cache-dir", "{tmp}/a-file"], "--cache-dir .* is a file"),
+        (["--out", "{tmp}/a-file/sub"], "--out .*/a-file/sub cannot be created"),
     ],
 )
-def test_command_line_rejects_bad_arguments_before_running(
-    tmp_path, monkeypatch, capsys, arguments, message
-):
+def test_main_rejects_bad_arguments(tmp_path, monkeypatch, capsys, arguments, message):
     def fail(*args, **kwargs):
         raise AssertionError("the protocol started")
 
@@ -1275,7 +1289,7 @@ def test_command_line_rejects_bad_arguments_before_running(
     assert re.search(message, capsys.readouterr().err)
 
 
-def test_cache_separates_models_with_the_same_layout(data, tmp_path):
+def test_retrain_effects_cache_keys_architecture(data, tmp_path):
     # Linear-ReLU-Linear and Linear-Tanh-Linear have the same parameter names
     # and shapes; the second must not load the first one's retrainings.
     X, y = data
@@ -1324,7 +1338,7 @@ def test_frozen_parameters_rejected(data):
         retrain_effects(model, X, y, [[0]], [0], X[:1], y[:1])
 
 
-def test_duplicate_test_labels_and_huge_seeds_rejected(data, model):
+def test_retrain_effects_rejects_bad_labels_and_seeds(data, model):
     X, y = data
     with pytest.raises(ValueError, match="test_indices contains 4 more than once"):
         retrain_effects(model, X, y, [[0]], [0], X[:2], y[:2], test_indices=[4, 4])
@@ -1332,7 +1346,7 @@ def test_duplicate_test_labels_and_huge_seeds_rejected(data, model):
         retrain_effects(model, X, y, [[0]], [2**64], X[:1], y[:1])
 
 
-def test_protocol_rejects_test_panel_larger_than_test_set(protocol_inputs, monkeypatch):
+def test_run_protocol_rejects_large_panel(protocol_inputs, monkeypatch):
     config, data, _ = protocol_inputs
     small = ExperimentData(data.X, data.y, data.X_test[:2], data.y_test[:2], "", "")
 

@@ -89,6 +89,7 @@ from .protocol import ProtocolConfig, ProtocolResult, load_experiment_data, run_
 from .retrain import (
     RetrainConfig,
     batch_order,
+    batch_sizes,
     batches,
     retrain_batched,
     retrain_one,
@@ -105,6 +106,7 @@ __all__ = [
     "TrainConfig",
     "TrainingObjective",
     "batch_order",
+    "batch_sizes",
     "batches",
     "budget_damping",
     "cluster_groups",

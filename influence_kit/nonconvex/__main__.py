@@ -108,15 +108,23 @@ def main(argv=None):
     except (TypeError, ValueError) as error:
         parser.error(str(error))
     cache_dir = args.cache_dir if args.cache_dir is not None else args.out / "cache"
-    # Checked before the run, which otherwise fails only when it first writes.
-    for option, folder in (("--out", args.out), ("--cache-dir", cache_dir)):
-        if folder.exists() and not folder.is_dir():
-            parser.error(f"{option} {folder} is a file; pass a folder")
     if args.data_home is not None and not args.data_home.is_dir():
         parser.error(
             f"--data-home {args.data_home} is not a folder; pass the folder "
             "that contains mnist/, or leave the option out"
         )
+
+    # Created now so that a bad path fails before theta0 is trained, not at
+    # the run's first write.
+    for option, folder in (("--out", args.out), ("--cache-dir", cache_dir)):
+        if folder.exists() and not folder.is_dir():
+            parser.error(f"{option} {folder} is a file; pass a folder")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            parser.error(
+                f"{option} {folder} cannot be created ({error}); pass a folder"
+            )
 
     start = time.perf_counter()
     result = run_protocol(

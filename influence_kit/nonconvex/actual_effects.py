@@ -292,6 +292,9 @@ class _Runner:
         if cache_dir is None:
             return
         description = {
+            # Raised when retraining changes for the same settings, so entries
+            # written before the change are not reused.
+            "retraining_version": 2,
             "retrain_config": self.config.to_dict(),
             "model": type(self.model).__name__,
             # The layers and activations, which the layout alone does not

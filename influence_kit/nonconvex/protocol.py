@@ -57,6 +57,8 @@ FAST_ENV_VAR = FAST_MODE_VARIABLE
 
 # The MLP has one output per digit, for MNIST and for the digits fallback.
 N_CLASSES = 10
+# Lanczos vectors of the eigenvalue estimate (``ncv`` of ``eigsh``).
+LANCZOS_VECTORS = 40
 
 
 def json_ready(value):
@@ -110,7 +112,7 @@ class ProtocolConfig:
         :func:`resolve_damping`) or "budget" (:func:`budget_damping` of the
         retraining budget).
     lanczos_tol : float
-        Relative accuracy asked of Lanczos (``eigsh``'s ``tol``). The
+        Relative accuracy requested from Lanczos (``eigsh``'s ``tol``). The
         eigenvalue is only compared with the damping, thousands of times
         larger, so a few per cent is enough.
     lanczos_max_hvp : int
@@ -193,7 +195,13 @@ class ProtocolConfig:
         else:
             check_positive_float(self.damping, "damping", allow_zero=True)
 
-        check_integer(self.lanczos_max_hvp, "lanczos_max_hvp", minimum=0)
+        max_hvp = check_integer(self.lanczos_max_hvp, "lanczos_max_hvp", minimum=0)
+        if 0 < max_hvp < LANCZOS_VECTORS:
+            raise ValueError(
+                f"lanczos_max_hvp={max_hvp} is below the {LANCZOS_VECTORS} Lanczos "
+                f"vectors; use 0 to skip the estimate or at least {LANCZOS_VECTORS}"
+            )
+        check_positive_float(self.lanczos_tol, "lanczos_tol")
         check_positive_float(self.cg_rtol, "cg_rtol")
         check_integer(self.cg_maxiter, "cg_maxiter", minimum=1)
         if self.influence_dtype not in ("float32", "float64"):
@@ -619,7 +627,10 @@ def _predict_test_losses(config, objective, X_panel, y_panel, store):
     eigenvalue = None
     if config.lanczos_max_hvp > 0:
         eigenvalue = smallest_eigenvalue(
-            objective, tol=config.lanczos_tol, max_hvp=config.lanczos_max_hvp
+            objective,
+            tol=config.lanczos_tol,
+            ncv=LANCZOS_VECTORS,
+            max_hvp=config.lanczos_max_hvp,
         )
     damping = config.damping
     if damping == "budget":

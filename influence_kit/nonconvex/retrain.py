@@ -14,11 +14,11 @@ batch :math:`b` is
 with :math:`\eta` = ``learning_rate``, :math:`B` = ``batch_size``,
 :math:`\lambda` = ``l2_strength`` and :math:`n` = ``n_samples`` including
 removed points. For a full batch this is a step of size :math:`\eta` on the
-mean batch loss. Summed over an epoch, every row and the whole penalty enter
-exactly once, so at fixed parameters an epoch moves theta by
-:math:`-(\eta / B) \nabla J_{-w}(\theta)`: the retraining descends the
-objective without the group, and the batch order only adds second-order
-noise. (Dropping the rows left over after the last full batch, as many data
+mean batch loss plus the batch's share of the penalty. Summed over an epoch,
+every row and the whole penalty enter exactly once. So at fixed parameters
+an epoch moves theta by :math:`-(\eta / B) \nabla J_{-w}(\theta)`, which
+means the retraining descends the objective without the group, and the
+batch order only adds second-order noise. (Dropping the rows left over after the last full batch, as many data
 loaders do, would add first-order noise: a different random handful of rows
 missing from each epoch of each seed.)
 
@@ -35,7 +35,7 @@ batches, whatever it removes.
 For the :class:`~influence_kit.nonconvex.MLP` of this package (linear layers
 and ReLU, with dropout allowed since eval mode turns it off), the batched
 path uses hand-written backpropagation in which the first layer of all models
-is one matrix product with the shared batch; any other model goes through
+is one matrix product with the shared batch. Any other model goes through
 ``torch.func.vmap``.
 """
 
@@ -65,7 +65,7 @@ class RetrainConfig:
         Passes over the training set.
     learning_rate : float
         SGD step size on the mean loss of a full batch (no momentum,
-        constant); see the module docstring for the exact step.
+        constant). The module docstring gives the exact step.
     batch_size : int
         Rows per step, removed rows included (they weigh 0).
     l2_strength : float
@@ -118,7 +118,7 @@ class RetrainConfig:
 
         The retraining moves theta about as far as gradient descent on the
         summed objective with total step size (step size times steps) equal to
-        this number; :func:`~influence_kit.nonconvex.budget_damping` is its
+        this number. :func:`~influence_kit.nonconvex.budget_damping` is its
         inverse.
         """
         return self.n_epochs * self.learning_rate / self.batch_size
@@ -131,11 +131,11 @@ class RetrainConfig:
 def batch_order(seed, n_samples, config):
     """Return the row order of every epoch of seed ``seed``.
 
-    Step k of an epoch takes rows ``order[epoch, k * batch_size : (k + 1) *
-    batch_size]``; see :func:`batches`. With ``config.order == "reshuffle"``
+    Each epoch's row order is cut into the steps of :func:`batch_sizes`
+    (see :func:`batches`). With ``config.order == "reshuffle"``
     every epoch is a fresh permutation. With ``"flip-flop"`` (the default)
-    epochs come in pairs: the first of a pair is a fresh permutation, and the
-    second visits the same batches in reverse order; an odd last epoch is a
+    epochs come in pairs. The first of a pair is a fresh permutation and the
+    second visits the same batches in reverse order. An odd last epoch is a
     fresh permutation. On this experiment the reversal lowered the standard
     deviation of the control's test losses over 16 seeds 1.9 to 5 times
     against ``"reshuffle"``, at the same cost, on three budgets
@@ -165,15 +165,30 @@ def batch_order(seed, n_samples, config):
     return order
 
 
+def batch_sizes(epoch, n_samples, config):
+    """Return the number of rows of each step of epoch ``epoch``, a list.
+
+    Full batches of ``config.batch_size`` and, when it does not divide
+    ``n_samples``, one shorter batch. The shorter batch is last, except in
+    the second epoch of a flip-flop pair, which visits the batches of the
+    first in reverse and so starts with it.
+    """
+    full, rest = divmod(n_samples, config.batch_size)
+    sizes = [config.batch_size] * full + ([rest] if rest else [])
+    if config.order == "flip-flop" and epoch % 2 == 1:
+        sizes.reverse()
+    return sizes
+
+
 def batches(seed, n_samples, config):
     """Yield the rows of each SGD step of seed ``seed``, in order, as tensors."""
     order = torch.as_tensor(batch_order(seed, n_samples, config))
-    for epoch in order:
-        yield from torch.split(epoch, config.batch_size)
+    for epoch, rows in enumerate(order):
+        yield from torch.split(rows, batch_sizes(epoch, n_samples, config))
 
 
 def _decay(config, n_batch_rows, n_samples):
-    """Return the factor that one step's share of the L2 penalty multiplies theta by."""
+    """Return the factor by which one step's share of the L2 penalty scales theta."""
     rate = config.learning_rate * config.l2_strength * n_batch_rows
     return 1 - rate / (n_samples * config.batch_size)
 
@@ -204,7 +219,7 @@ def retrain_one(model, X, y, removed, seed, config):
     Parameters
     ----------
     model : torch.nn.Module
-        Holds theta0; it is not modified.
+        The model at theta0, which is not modified.
     X : ndarray of shape (n_samples, n_features)
     y : ndarray of shape (n_samples,)
     removed : array-like of int
@@ -246,7 +261,7 @@ def retrain_batched(model, X, y, masks, seed, config):
     Parameters
     ----------
     model : torch.nn.Module
-        Holds theta0; it is not modified.
+        The model at theta0, which is not modified.
     X : Tensor of shape (n_samples, n_features), dtype ``config.torch_dtype``
     y : Tensor of shape (n_samples,), dtype int64
     masks : Tensor of shape (n_models, n_samples)
